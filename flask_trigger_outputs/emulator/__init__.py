@@ -1,0 +1,1 @@
+"""A local emulator of the Trigger.dev API for development and tests."""
