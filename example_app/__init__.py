@@ -1,0 +1,1 @@
+"""Example Flask app for flask-trigger-outputs."""
