@@ -1,0 +1,475 @@
+"""Downloads of offloaded packets from presigned object-storage URLs.
+
+The storage host gets its own :class:`requests.Session`, separate from the
+API session, that never sends credentials: no ``Authorization`` header (S3
+and R2 reject a request carrying two auth mechanisms, and the secret key
+must not leak to the storage host), no cookies, no ``.netrc`` login.
+
+A presigned URL carries its signature in the query string, so the URL is
+sent exactly as received and never appears in logs or messages with its
+query: :func:`redact_url` removes it.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import logging
+import re
+import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar
+
+import requests
+import urllib3
+
+from ._retry import RetryPolicy, TransientError, call_with_retry
+from .errors import OutputTooLargeError, StorageError, UpstreamTimeoutError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Default maximum size of a downloaded packet: Trigger.dev's limit on a
+#: task output, 10 MB.
+DEFAULT_MAX_SIZE = 10 * 1024 * 1024
+
+# Same-origin redirects followed before giving up.
+_MAX_REDIRECTS = 3
+
+# Longest part of an error body read to find an S3 error code.
+_ERROR_BODY_LIMIT = 4096
+
+_S3_ERROR_CODE = re.compile(rb"<Code>([A-Za-z]{1,64})</Code>")
+
+# Characters a presigned URL may contain: printable ASCII without spaces.
+_URL_CHARACTERS = re.compile(r"[\x21-\x7e]+")
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` without its query string, fragment and user info.
+
+    Use it wherever a presigned URL would reach a log line or a message:
+    the query carries the signature that grants access.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<invalid URL>"
+
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port is not None else host
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class _RejectAllCookies(http.cookiejar.DefaultCookiePolicy):
+    """Cookie policy that neither stores nor sends any cookie."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
+        return False
+
+    def domain_return_ok(self, domain: str, request: object) -> bool:
+        return False
+
+    def path_return_ok(self, path: str, request: object) -> bool:
+        return False
+
+
+class _NoCredentials(requests.auth.AuthBase):
+    """Authentication hook that removes any ``Authorization`` header.
+
+    Setting it as the session's ``auth`` also stops requests from looking up
+    ``.netrc`` credentials for the storage host.
+    """
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers.pop("Authorization", None)
+        return request
+
+
+class ExpiredUrlError(StorageError):
+    """The storage host rejected a presigned URL with 403, usually because
+    it expired. Retrying the same URL cannot help: retrieve the run again
+    for a fresh one."""
+
+    code = "storage_url_rejected"
+
+
+@dataclass(frozen=True)
+class Packet:
+    """A downloaded packet: the body and the ``Content-Type`` it came with
+    (``None`` when the storage host sent none)."""
+
+    data: bytes
+    content_type: str | None
+
+    @property
+    def size(self) -> int:
+        """Size of the body in bytes."""
+        return len(self.data)
+
+
+class PacketDownloader:
+    """Download packets from presigned URLs, with retries and a size cap.
+
+    Retries cover 5xx, 408 and 429 answers, connection errors, timeouts and
+    bodies shorter than their ``Content-Length``. A 403 raises
+    :class:`ExpiredUrlError` at once. Other 4xx answers raise
+    :class:`~flask_trigger_outputs.errors.StorageError` without a retry.
+
+    Redirects are followed only within the same scheme, host and port, at
+    most three times. A redirect elsewhere is refused, since a presigned
+    URL is signed for one host.
+
+    :param connect_timeout: seconds to wait for a connection.
+    :param read_timeout: seconds to wait for each piece of the body. It
+        bounds the gaps between bytes, not the whole download; the size cap
+        bounds the whole.
+    :param max_size: the largest body accepted, in bytes. A larger body is
+        aborted as soon as the limit is passed.
+    :param max_tries: attempts per download, the first included.
+    :param max_time: time budget in seconds for the attempts of one download.
+    :param retry_policy: overrides ``max_tries`` and ``max_time`` with a
+        complete policy, for example one whose clock and sleep are driven by
+        a test.
+    """
+
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        max_size: int = DEFAULT_MAX_SIZE,
+        max_tries: int = 4,
+        max_time: float = 30.0,
+        retry_policy: RetryPolicy | None = None,
+    ) -> None:
+        if max_size <= 0:
+            raise ValueError(f"max_size must be a positive number of bytes, got {max_size!r}.")
+
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.max_size = max_size
+        self.retry_policy = retry_policy or RetryPolicy(
+            max_tries=max_tries, max_time=max_time, initial_wait=0.5, factor=2.0, max_wait=5.0
+        )
+        self._session = self._create_session()
+
+    @staticmethod
+    def _create_session() -> requests.Session:
+        session = requests.Session()
+        session.cookies.set_policy(_RejectAllCookies())
+        session.auth = _NoCredentials()
+        session.headers.pop("Authorization", None)
+        return session
+
+    def close(self) -> None:
+        """Close the pooled connections to the storage host."""
+        self._session.close()
+
+    def download(self, url: str, *, run_id: str | None = None) -> Packet:
+        """Download the whole packet behind a presigned URL.
+
+        :param url: the presigned URL, used exactly as given.
+        :param run_id: the run the packet belongs to, for messages and logs.
+        :raises ExpiredUrlError: the storage host answered 403.
+        :raises OutputTooLargeError: the body is larger than ``max_size``.
+        :raises UpstreamTimeoutError: the storage host kept timing out.
+        :raises StorageError: any other failure, after retries where they
+            make sense.
+        """
+        self._check_url(url, run_id)
+
+        def attempt() -> Packet:
+            response = self._open(url, run_id)
+            try:
+                chunks = self._read_body(response, url, run_id, retry_truncated=True)
+                data = b"".join(chunks)
+            finally:
+                response.close()
+            return Packet(data=data, content_type=response.headers.get("Content-Type"))
+
+        return self._with_retry(attempt, url, run_id)
+
+    def stream(
+        self, url: str, *, run_id: str | None = None, chunk_size: int = 64 * 1024
+    ) -> tuple[str | None, Iterator[bytes]]:
+        """Open the packet behind a presigned URL and return its
+        ``Content-Type`` and an iterator over the body.
+
+        Opening the connection and reading the status are retried like
+        :meth:`download`. Once the first chunk is out, a failure cannot be
+        retried: the iterator raises
+        :class:`~flask_trigger_outputs.errors.StorageError` when the body is
+        cut short and :class:`~flask_trigger_outputs.errors.OutputTooLargeError`
+        when it passes ``max_size``. Close the iterator (or exhaust it) to
+        release the connection.
+
+        :raises ExpiredUrlError: the storage host answered 403.
+        :raises OutputTooLargeError: the announced ``Content-Length`` is
+            larger than ``max_size``.
+        :raises StorageError: the download could not be opened.
+        """
+        self._check_url(url, run_id)
+        response = self._with_retry(lambda: self._open(url, run_id), url, run_id)
+
+        try:
+            self._check_announced_size(response, run_id)
+        except OutputTooLargeError:
+            response.close()
+            raise
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from self._read_body(
+                    response, url, run_id, retry_truncated=False, chunk_size=chunk_size
+                )
+            finally:
+                response.close()
+
+        return response.headers.get("Content-Type"), chunks()
+
+    def _with_retry(self, attempt: Callable[[], T], url: str, run_id: str | None) -> T:
+        host = _host(url)
+        try:
+            return call_with_retry(
+                attempt,
+                policy=self.retry_policy,
+                operation=f"Downloading {_subject(run_id)} from {host}",
+                run_id=run_id,
+            )
+        except TransientError as failure:
+            raise self._give_up_error(failure, host, run_id) from (failure.cause or failure)
+
+    def _give_up_error(
+        self, failure: TransientError, host: str, run_id: str | None
+    ) -> StorageError | UpstreamTimeoutError:
+        tries = f"{failure.attempts} attempt{'s' if failure.attempts != 1 else ''}"
+        if failure.cause is not None and _is_timeout(failure.cause):
+            return UpstreamTimeoutError(
+                f"The storage host {host} did not answer within {self.read_timeout:g} s"
+                f" while downloading {_subject(run_id)} ({tries}). Try again later.",
+                run_id=run_id,
+            )
+
+        return StorageError(
+            f"Downloading {_subject(run_id)} from {host} failed ({failure.reason})"
+            f" after {tries}. Check that the storage host is reachable and try again.",
+            run_id=run_id,
+            status_code=failure.status_code,
+        )
+
+    def _open(self, url: str, run_id: str | None) -> requests.Response:
+        """Send the GET request and return a response with a 2xx status whose
+        body is not read yet, following same-origin redirects."""
+        current = url
+        for _ in range(_MAX_REDIRECTS + 1):
+            response = self._send(current, run_id)
+
+            if response.is_redirect:
+                target = urllib.parse.urljoin(current, response.headers["Location"])
+                response.close()
+                if _origin(target) != _origin(current):
+                    raise StorageError(
+                        f"The storage host {_host(current)} redirected the download of"
+                        f" {_subject(run_id)} to another host ({_host(target)}); a presigned"
+                        " URL is only valid for its own host, so the redirect was not followed.",
+                        run_id=run_id,
+                    )
+                self._check_url(target, run_id)
+                current = target
+                continue
+
+            if response.ok:
+                return response
+
+            raise self._status_error(response, current, run_id)
+
+        raise StorageError(
+            f"The storage host {_host(url)} redirected the download of {_subject(run_id)}"
+            f" more than {_MAX_REDIRECTS} times.",
+            run_id=run_id,
+        )
+
+    def _send(self, url: str, run_id: str | None) -> requests.Response:
+        session = self._session
+        try:
+            prepared = session.prepare_request(requests.Request("GET", url))
+            # requests re-quotes the URL while preparing it (``%7E`` becomes
+            # ``~``, for example), which can break the signature: put the
+            # URL back exactly as received.
+            prepared.url = url
+            settings = session.merge_environment_settings(url, {}, True, None, None)
+            return session.send(
+                prepared,
+                allow_redirects=False,
+                timeout=(self.connect_timeout, self.read_timeout),
+                **settings,
+            )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise TransientError(type(exc).__name__, cause=exc) from exc
+        except requests.RequestException as exc:
+            raise StorageError(
+                f"Could not request {_subject(run_id)} from {_host(url)} ({type(exc).__name__}).",
+                run_id=run_id,
+            ) from exc
+
+    def _status_error(self, response: requests.Response, url: str, run_id: str | None) -> Exception:
+        """Turn an error status into the exception to raise: transient for
+        408, 429 and 5xx, :class:`ExpiredUrlError` for 403, else final."""
+        status = response.status_code
+        error_code = _read_error_code(response)
+        response.close()
+        detail = f"HTTP {status}, {error_code}" if error_code else f"HTTP {status}"
+
+        if status == 403:
+            return ExpiredUrlError(
+                f"The storage host {_host(url)} rejected the presigned URL for"
+                f" {_subject(run_id)} ({detail}); it has probably expired."
+                " Retrieve the run again for a fresh URL.",
+                run_id=run_id,
+                status_code=status,
+            )
+        if status in (408, 429) or status >= 500:
+            return TransientError(detail, status_code=status)
+
+        return StorageError(
+            f"The storage host {_host(url)} answered {detail} for {_subject(run_id)}."
+            " The stored packet may have been deleted.",
+            run_id=run_id,
+            status_code=status,
+        )
+
+    def _check_announced_size(self, response: requests.Response, run_id: str | None) -> None:
+        length = _content_length(response)
+        if length is not None and length > self.max_size:
+            response.close()
+            raise self._too_large_error(run_id, announced=length)
+
+    def _too_large_error(self, run_id: str | None, *, announced: int | None) -> OutputTooLargeError:
+        size = f" ({announced} bytes)" if announced is not None else ""
+        return OutputTooLargeError(
+            f"The stored packet of {_run_name(run_id)}{size} is larger than the maximum of"
+            f" {self.max_size} bytes, so the download was aborted. Raise the maximum output"
+            " size (TRIGGER_OUTPUTS_MAX_OUTPUT_SIZE) to accept it.",
+            limit=self.max_size,
+            run_id=run_id,
+        )
+
+    def _read_body(
+        self,
+        response: requests.Response,
+        url: str,
+        run_id: str | None,
+        *,
+        retry_truncated: bool,
+        chunk_size: int = 64 * 1024,
+    ) -> Iterator[bytes]:
+        """Yield the body in chunks, enforcing the size cap and the
+        announced length. A body cut short raises :class:`TransientError`
+        when ``retry_truncated`` is set, else
+        :class:`~flask_trigger_outputs.errors.StorageError`."""
+        self._check_announced_size(response, run_id)
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        # With a content coding, Content-Length counts the encoded bytes,
+        # which differ from the decoded bytes counted here; urllib3 still
+        # checks the encoded length.
+        expected = _content_length(response) if encoding == "identity" else None
+        received = 0
+        reason: str | None = None
+        cause: BaseException | None = None
+
+        try:
+            for chunk in response.iter_content(chunk_size):
+                received += len(chunk)
+                if received > self.max_size:
+                    raise self._too_large_error(run_id, announced=None)
+                yield chunk
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            reason = f"body cut short after {received} bytes ({type(exc).__name__})"
+            cause = exc
+        except requests.exceptions.ContentDecodingError as exc:
+            raise StorageError(
+                f"The storage host {_host(url)} sent a body for {_subject(run_id)} that"
+                f" could not be decoded (Content-Encoding {encoding!r}).",
+                run_id=run_id,
+            ) from exc
+
+        if reason is None and expected is not None and received < expected:
+            reason = f"body cut short: {received} of {expected} bytes"
+
+        if reason is None:
+            return
+        if retry_truncated:
+            raise TransientError(reason, cause=cause)
+        raise StorageError(
+            f"Downloading {_subject(run_id)} from {_host(url)} failed: {reason}.",
+            run_id=run_id,
+        ) from cause
+
+    def _check_url(self, url: object, run_id: str | None) -> None:
+        scheme = url.split(":", 1)[0].lower() if isinstance(url, str) else ""
+        if (
+            not isinstance(url, str)
+            or scheme not in ("http", "https")
+            or _URL_CHARACTERS.fullmatch(url) is None
+        ):
+            raise StorageError(
+                f"Trigger.dev returned an invalid presigned URL for {_run_name(run_id)}:"
+                " expected an http or https URL of printable ASCII characters.",
+                run_id=run_id,
+            )
+
+
+def _run_name(run_id: str | None) -> str:
+    return f"run {run_id!r}" if run_id else "the run"
+
+
+def _subject(run_id: str | None) -> str:
+    return f"the packet of run {run_id!r}" if run_id else "a packet"
+
+
+def _host(url: str) -> str:
+    try:
+        return urllib.parse.urlsplit(url).netloc.rpartition("@")[2] or "<no host>"
+    except ValueError:
+        return "<invalid host>"
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.rpartition("@")[2].lower()
+
+
+def _content_length(response: requests.Response) -> int | None:
+    value = response.headers.get("Content-Length")
+    if value is None or not value.strip().isdigit():
+        return None
+    return int(value)
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    if isinstance(exc, requests.Timeout):
+        return True
+    # requests reports a read timeout in the middle of a body as a
+    # ConnectionError wrapping urllib3's ReadTimeoutError.
+    return isinstance(exc, requests.ConnectionError) and any(
+        isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in exc.args
+    )
+
+
+def _read_error_code(response: requests.Response) -> str | None:
+    """Return the S3-style ``<Code>`` of an error body, if there is one."""
+    try:
+        head = response.raw.read(_ERROR_BODY_LIMIT, decode_content=True)
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
+        return None  # the code only improves the message, so a failed read is ignored
+
+    match = _S3_ERROR_CODE.search(head or b"")
+    return match.group(1).decode("ascii") if match else None
