@@ -21,13 +21,15 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Prefix put before every key this package writes to Redis.
 DEFAULT_PREFIX = "trigger-outputs:"
@@ -47,6 +49,10 @@ return 0
 
 # Returned by _try_lock when another process holds the lock.
 _BUSY = object()
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 @dataclass
@@ -294,7 +300,15 @@ class SharedCache:
 
     # -- single flight ------------------------------------------------------------
 
-    def get_or_load(self, key: str, load: Callable[[], bytes], ttl: float) -> bytes:
+    def get_or_load(
+        self,
+        key: str,
+        load: Callable[[], T],
+        ttl: float,
+        *,
+        encode: Callable[[T], bytes | None] | None = None,
+        decode: Callable[[bytes], T | None] | None = None,
+    ) -> T:
         """Return the value under ``key``, calling ``load`` and storing its
         result when it is missing, once across every process.
 
@@ -307,11 +321,24 @@ class SharedCache:
         value itself. When Redis is unavailable the caller simply loads.
 
         :param key: the cache key, as for :meth:`get`.
-        :param load: returns the value; its exceptions propagate to the caller
+        :param load: returns the value. Its exceptions propagate to the caller
             and nothing is stored.
         :param ttl: seconds to keep the loaded value.
+        :param encode: turns a loaded value into the bytes to store, or into
+            ``None`` to store nothing. By default the value is stored as is and
+            must be bytes.
+        :param decode: turns stored bytes back into a value, or into ``None``
+            when they cannot be read, which counts as a miss. By default the
+            bytes are returned as they are.
         """
-        value = self.get(key)
+        encode_value = encode if encode is not None else cast(Callable[[T], bytes], _same)
+        decode_value = decode if decode is not None else cast(Callable[[bytes], T], _same)
+
+        def read() -> T | None:
+            stored = self.get(key)
+            return None if stored is None else decode_value(stored)
+
+        value = read()
         if value is not None:
             return value
 
@@ -320,7 +347,17 @@ class SharedCache:
         while True:
             token = self._try_lock(key)
             if token is not _BUSY:
-                return self._load_holding(key, load, ttl, token)
+                try:
+                    if token is not None:
+                        # Another process may have stored the value and
+                        # released the lock between the miss and the lock.
+                        value = read()
+                        if value is not None:
+                            return value
+                    return self._load_and_store(key, load, ttl, encode_value)
+                finally:
+                    if isinstance(token, str):
+                        self._unlock(key, token)
 
             if self._clock() >= give_up_at:
                 logger.warning(
@@ -328,33 +365,24 @@ class SharedCache:
                     self.lock_timeout,
                     key,
                 )
-                return self._load_holding(key, load, ttl, None)
+                return self._load_and_store(key, load, ttl, encode_value)
 
             self._count("lock_waits")
             self._sleep(delay)
             delay = min(delay * 2, self.wait_max)
-            value = self.get(key)
+            value = read()
             if value is not None:
                 return value
 
-    def _load_holding(
-        self, key: str, load: Callable[[], bytes], ttl: float, token: object
-    ) -> bytes:
-        # token is the lock token, or None when loading without the lock.
-        try:
-            if token is not None:
-                # Another process may have stored the value and released the
-                # lock between this process's miss and its lock.
-                value = self.get(key)
-                if value is not None:
-                    return value
-            self._count("loads")
-            value = load()
-            self.set(key, value, ttl)
-            return value
-        finally:
-            if isinstance(token, str):
-                self._unlock(key, token)
+    def _load_and_store(
+        self, key: str, load: Callable[[], T], ttl: float, encode: Callable[[T], bytes | None]
+    ) -> T:
+        self._count("loads")
+        value = load()
+        data = encode(value)
+        if data is not None:
+            self.set(key, data, ttl)
+        return value
 
     def _try_lock(self, key: str) -> object:
         """Take the lock for ``key``.

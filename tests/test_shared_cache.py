@@ -593,3 +593,41 @@ def test_redis_never_started(
     assert f"Redis 127.0.0.1:{port}/3 failed on GET" in message
     assert cache.describe_server() == f"127.0.0.1:{port}/3"
     cache.close()
+
+
+def test_get_or_load_encode_none_skips_store(cache: SharedCache, redis_client: redis.Redis) -> None:
+    value = cache.get_or_load("key", lambda: "not cacheable", ttl=60, encode=lambda v: None)
+
+    assert value == "not cacheable"
+    assert redis_client.keys("*") == []
+
+
+def test_get_or_load_decode_converts_value(cache: SharedCache) -> None:
+    def encode(value: int) -> bytes:
+        return str(value).encode()
+
+    def decode(raw: bytes) -> int | None:
+        return int(raw) if raw.isdigit() else None
+
+    first = cache.get_or_load("number", lambda: 42, ttl=60, encode=encode, decode=decode)
+    second = cache.get_or_load("number", lambda: 0, ttl=60, encode=encode, decode=decode)
+
+    assert first == 42
+    assert second == 42
+    assert cache.stats.loads == 1
+
+
+def test_get_or_load_undecodable_value_reloads(
+    cache: SharedCache, redis_client: redis.Redis
+) -> None:
+    redis_client.set("test:value:number", b"\x00not a number")
+
+    def decode(raw: bytes) -> int | None:
+        return int(raw) if raw.isdigit() else None
+
+    value = cache.get_or_load(
+        "number", lambda: 7, ttl=60, encode=lambda v: str(v).encode(), decode=decode
+    )
+
+    assert value == 7
+    assert redis_client.get("test:value:number") == b"\x007"
