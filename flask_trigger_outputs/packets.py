@@ -18,7 +18,7 @@ import re
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import requests
 import urllib3
@@ -82,15 +82,47 @@ class _RejectAllCookies(http.cookiejar.DefaultCookiePolicy):
 
 
 class _NoCredentials(requests.auth.AuthBase):
-    """Authentication hook that removes any ``Authorization`` header.
+    """Authentication hook that removes any ``Authorization`` and ``Cookie``
+    header from a prepared request.
 
-    Setting it as the session's ``auth`` also stops requests from looking up
-    ``.netrc`` credentials for the storage host.
+    requests copies the session's cookies into a fresh jar for every
+    request, so the jar's policy alone does not keep them from being sent;
+    this hook runs after the cookies are added. Setting it as the session's
+    ``auth`` also stops requests from looking up ``.netrc`` credentials.
     """
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         request.headers.pop("Authorization", None)
+        request.headers.pop("Cookie", None)
         return request
+
+
+def create_storage_session() -> requests.Session:
+    """Create a session for presigned URLs that never sends credentials or
+    cookies and never stores cookies it receives."""
+    session = requests.Session()
+    session.cookies.set_policy(_RejectAllCookies())
+    session.auth = _NoCredentials()
+    return session
+
+
+def _prepare_verbatim(
+    session: requests.Session, request: requests.Request
+) -> tuple[requests.PreparedRequest, dict[str, Any]]:
+    """Prepare ``request`` with its URL exactly as given, and return it with
+    the environment settings (proxies, CA bundle) to send it with.
+
+    requests re-quotes a URL while preparing it (``%7E`` becomes ``~``, for
+    example), which can break a presigned URL's signature, so the prepared
+    URL is put back as received. urllib3 still writes the hex digits of
+    existing percent-escapes in upper case; S3 and R2 canonicalize the query
+    before checking the signature, so that does not change its meaning.
+    """
+    url = str(request.url)
+    prepared = session.prepare_request(request)
+    prepared.url = url
+    settings = session.merge_environment_settings(url, {}, True, None, None)
+    return prepared, dict(settings)
 
 
 class ExpiredUrlError(StorageError):
@@ -159,15 +191,7 @@ class PacketDownloader:
         self.retry_policy = retry_policy or RetryPolicy(
             max_tries=max_tries, max_time=max_time, initial_wait=0.5, factor=2.0, max_wait=5.0
         )
-        self._session = self._create_session()
-
-    @staticmethod
-    def _create_session() -> requests.Session:
-        session = requests.Session()
-        session.cookies.set_policy(_RejectAllCookies())
-        session.auth = _NoCredentials()
-        session.headers.pop("Authorization", None)
-        return session
+        self._session = create_storage_session()
 
     def close(self) -> None:
         """Close the pooled connections to the storage host."""
@@ -300,12 +324,7 @@ class PacketDownloader:
     def _send(self, url: str, run_id: str | None) -> requests.Response:
         session = self._session
         try:
-            prepared = session.prepare_request(requests.Request("GET", url))
-            # requests re-quotes the URL while preparing it (``%7E`` becomes
-            # ``~``, for example), which can break the signature: put the
-            # URL back exactly as received.
-            prepared.url = url
-            settings = session.merge_environment_settings(url, {}, True, None, None)
+            prepared, settings = _prepare_verbatim(session, requests.Request("GET", url))
             return session.send(
                 prepared,
                 allow_redirects=False,
@@ -425,6 +444,113 @@ class PacketDownloader:
                 " expected an http or https URL of printable ASCII characters.",
                 run_id=run_id,
             )
+
+
+class PacketUploader:
+    """Upload packets to presigned PUT URLs, with retries.
+
+    Used by :meth:`~flask_trigger_outputs.client.TriggerClient.trigger` for
+    payloads too large to send inline. Like :class:`PacketDownloader`, it
+    uses a session without credentials or cookies and sends the URL exactly
+    as received. Retries cover 5xx, 408 and 429 answers, connection errors
+    and timeouts; a PUT of the same bytes to the same URL is idempotent.
+
+    :param connect_timeout: seconds to wait for a connection.
+    :param read_timeout: seconds to wait for the storage host's answer.
+    :param retry_policy: limits and clocks of the retries.
+    """
+
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        retry_policy: RetryPolicy | None = None,
+    ) -> None:
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.retry_policy = retry_policy or RetryPolicy(
+            max_tries=4, max_time=30.0, initial_wait=0.5, factor=2.0, max_wait=5.0
+        )
+        self._session = create_storage_session()
+
+    def close(self) -> None:
+        """Close the pooled connections to the storage host."""
+        self._session.close()
+
+    def upload(self, url: str, data: bytes, content_type: str, *, task_id: str) -> None:
+        """PUT ``data`` to a presigned URL with ``content_type`` as its
+        ``Content-Type``.
+
+        :param task_id: the task whose payload is uploaded, for messages.
+        :raises UpstreamTimeoutError: the storage host kept timing out.
+        :raises StorageError: the storage host rejected the upload, or kept
+            failing until the retries ran out.
+        """
+        host = _host(url)
+        subject = f"the payload of task {task_id!r}"
+        if _URL_CHARACTERS.fullmatch(url) is None or _origin(url)[0] not in ("http", "https"):
+            raise StorageError(
+                f"Trigger.dev returned an invalid upload URL for {subject}: expected an"
+                " http or https URL of printable ASCII characters.",
+                task_id=task_id,
+            )
+
+        def attempt() -> None:
+            request = requests.Request(
+                "PUT", url, data=data, headers={"Content-Type": content_type}
+            )
+            try:
+                prepared, settings = _prepare_verbatim(self._session, request)
+                settings["stream"] = False
+                response = self._session.send(
+                    prepared,
+                    allow_redirects=False,
+                    timeout=(self.connect_timeout, self.read_timeout),
+                    **settings,
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                raise TransientError(type(exc).__name__, cause=exc) from exc
+            except requests.RequestException as exc:
+                raise StorageError(
+                    f"Could not upload {subject} to {host} ({type(exc).__name__}).",
+                    task_id=task_id,
+                ) from exc
+
+            status = response.status_code
+            response.close()
+            if 200 <= status < 300:
+                return
+            if status in (408, 429) or status >= 500:
+                raise TransientError(f"HTTP {status}", status_code=status)
+            raise StorageError(
+                f"The storage host {host} rejected the upload of {subject} with HTTP"
+                f" {status}. The upload URL may have expired; trigger the task again.",
+                task_id=task_id,
+                status_code=status,
+            )
+
+        try:
+            call_with_retry(
+                attempt,
+                policy=self.retry_policy,
+                operation=f"Uploading {subject} to {host}",
+                task_id=task_id,
+            )
+        except TransientError as failure:
+            tries = f"{failure.attempts} attempt{'s' if failure.attempts != 1 else ''}"
+            if failure.cause is not None and _is_timeout(failure.cause):
+                raise UpstreamTimeoutError(
+                    f"The storage host {host} did not answer within {self.read_timeout:g} s"
+                    f" while uploading {subject} ({tries}). Try again later.",
+                    task_id=task_id,
+                ) from failure.cause
+            raise StorageError(
+                f"Uploading {subject} to {host} failed ({failure.reason}) after {tries}."
+                " Check that the storage host is reachable and try again.",
+                task_id=task_id,
+                status_code=failure.status_code,
+            ) from (failure.cause or failure)
 
 
 def _run_name(run_id: str | None) -> str:
