@@ -16,11 +16,18 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Hashable, Iterable
-from typing import Any, TypeVar
+import math
+from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 from .cache import CachedPacket, CacheKey, OutputCache
-from .shared_cache import SharedCache
+from .config import ConfigurationError
+from .shared_cache import DEFAULT_PREFIX, SharedCache
+
+if TYPE_CHECKING:
+    from .config import TriggerOutputsConfig
 
 logger = logging.getLogger(__name__)
 
@@ -180,3 +187,134 @@ class TieredOutputCache(OutputCache):
             redis_errors=stats.errors,
         )
         return counts
+
+
+#: Configuration keys of the shared tier and their defaults. A URL of
+#: ``None`` turns the tier off.
+REDIS_DEFAULTS: Mapping[str, Any] = {
+    "TRIGGER_OUTPUTS_REDIS_URL": None,
+    "TRIGGER_OUTPUTS_REDIS_PREFIX": DEFAULT_PREFIX,
+    "TRIGGER_OUTPUTS_REDIS_TIMEOUT": 0.5,
+    "TRIGGER_OUTPUTS_REDIS_LOCK_TIMEOUT": 30.0,
+    "TRIGGER_OUTPUTS_REDIS_RETRY_AFTER": 30.0,
+}
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    """Validated configuration of the shared tier. Durations are in seconds."""
+
+    #: ``TRIGGER_OUTPUTS_REDIS_URL``. Left out of ``repr`` because it may
+    #: contain a password.
+    url: str = field(repr=False)
+    #: ``TRIGGER_OUTPUTS_REDIS_PREFIX``
+    prefix: str = DEFAULT_PREFIX
+    #: ``TRIGGER_OUTPUTS_REDIS_TIMEOUT``: to connect and for each reply.
+    timeout: float = 0.5
+    #: ``TRIGGER_OUTPUTS_REDIS_LOCK_TIMEOUT``
+    lock_timeout: float = 30.0
+    #: ``TRIGGER_OUTPUTS_REDIS_RETRY_AFTER``
+    retry_after: float = 30.0
+
+
+def redact_redis_url(url: str) -> str:
+    """Return ``url`` with any user name and password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"***@{host}").geturl()
+
+
+def load_redis_config(app_config: MutableMapping[str, Any]) -> RedisConfig | None:
+    """Fill in the defaults of the shared tier's keys in ``app.config``,
+    validate them and return them, or ``None`` when no URL is set.
+
+    Numbers may be given as strings, as they are when read from the
+    environment.
+
+    :param app_config: the app's ``config``.
+    :raises ConfigurationError: a key has an invalid value. The message
+        never contains the URL's password.
+    """
+    for key, default in REDIS_DEFAULTS.items():
+        app_config.setdefault(key, default)
+
+    url = app_config["TRIGGER_OUTPUTS_REDIS_URL"]
+    if url is None or url == "":
+        return None
+
+    key = "TRIGGER_OUTPUTS_REDIS_URL"
+    if not isinstance(url, str) or urlsplit(url).scheme not in _REDIS_SCHEMES:
+        shown = repr(redact_redis_url(url)) if isinstance(url, str) else repr(url)
+        raise ConfigurationError(
+            key,
+            f"{key} must be a redis://, rediss:// or unix:// URL such as"
+            f" 'redis://localhost:6379/0', or None to turn the shared cache off,"
+            f" got {shown}.",
+        )
+
+    prefix = app_config["TRIGGER_OUTPUTS_REDIS_PREFIX"]
+    if not isinstance(prefix, str):
+        raise ConfigurationError(
+            "TRIGGER_OUTPUTS_REDIS_PREFIX",
+            f"TRIGGER_OUTPUTS_REDIS_PREFIX must be a string such as 'myapp:', got {prefix!r}.",
+        )
+
+    return RedisConfig(
+        url=url,
+        prefix=prefix,
+        timeout=_read_seconds(app_config, "TRIGGER_OUTPUTS_REDIS_TIMEOUT"),
+        lock_timeout=_read_seconds(app_config, "TRIGGER_OUTPUTS_REDIS_LOCK_TIMEOUT"),
+        retry_after=_read_seconds(app_config, "TRIGGER_OUTPUTS_REDIS_RETRY_AFTER"),
+    )
+
+
+def _read_seconds(app_config: Mapping[str, Any], key: str) -> float:
+    value = app_config[key]
+    number: float | None = None
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+
+    if number is None or not math.isfinite(number) or number <= 0:
+        raise ConfigurationError(key, f"{key} must be a number of seconds above 0, got {value!r}.")
+    return number
+
+
+def create_output_cache(
+    config: TriggerOutputsConfig, redis_config: RedisConfig | None
+) -> OutputCache | None:
+    """Create the cache of finished runs' packets for one app.
+
+    :returns: a :class:`TieredOutputCache` when the shared tier is
+        configured, an :class:`~flask_trigger_outputs.cache.OutputCache` when
+        only the in-process cache is on, or ``None`` when both are off. With
+        the shared tier on and ``TRIGGER_OUTPUTS_CACHE_MAX_BYTES`` at 0, the
+        process keeps nothing but still merges concurrent loads.
+    """
+    options: dict[str, Any] = {
+        "max_bytes": config.cache_max_bytes,
+        "ttl": config.cache_ttl,
+        "max_entry_share": config.cache_max_entry_share,
+        "coalesce_window": config.poll_coalesce,
+    }
+    if redis_config is None:
+        return OutputCache(**options) if config.cache_max_bytes > 0 else None
+
+    shared = SharedCache.from_url(
+        redis_config.url,
+        socket_timeout=redis_config.timeout,
+        connect_timeout=redis_config.timeout,
+        prefix=redis_config.prefix,
+        lock_timeout=redis_config.lock_timeout,
+        retry_after=redis_config.retry_after,
+        max_value_size=2 * config.max_output_size + 4096,
+    )
+    return TieredOutputCache(shared, **options)
