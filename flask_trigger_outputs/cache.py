@@ -322,6 +322,10 @@ class OutputCache:
     :param stats: counters to update; a new :class:`CacheStats` by default.
         Pass one shared object to let the HTTP clients count downloads and
         retries in the same place.
+    :param api_url: the Trigger.dev API base URL that :meth:`key` puts in
+        every key.
+    :param environment: the environment id (see :func:`environment_id`)
+        that :meth:`key` puts in every key.
     :raises ValueError: if a bound is negative or the share is not in
         ``(0, 1]``.
     """
@@ -335,6 +339,8 @@ class OutputCache:
         coalesce_window: float = DEFAULT_COALESCE_WINDOW,
         timer: Callable[[], float] = time.monotonic,
         stats: CacheStats | None = None,
+        api_url: str = "",
+        environment: str = "",
     ) -> None:
         if max_bytes < 0:
             raise ValueError(f"max_bytes must be 0 or more bytes, got {max_bytes!r}.")
@@ -353,6 +359,8 @@ class OutputCache:
         self.max_entry_bytes = int(max_bytes * max_entry_share)
         self.coalesce_window = coalesce_window
         self.stats = stats if stats is not None else CacheStats()
+        self.api_url = api_url.rstrip("/")
+        self.environment = environment
 
         self._lock = threading.Lock()
         self._timer = timer
@@ -364,6 +372,11 @@ class OutputCache:
                 max(self._recent_max_bytes, 1), coalesce_window, timer=timer, getsizeof=_entry_size
             )
         self._flights: SingleFlight[Hashable, Any] = SingleFlight()
+
+    def key(self, run_id: str, kind: str) -> CacheKey:
+        """Build the key of ``kind`` (``"run"``, ``"output"``, ``"payload"``)
+        of a run, in this cache's API URL and environment."""
+        return CacheKey(self.api_url, self.environment, run_id, kind)
 
     @property
     def enabled(self) -> bool:

@@ -531,3 +531,9 @@ def test_cached_packet_counted_by_nbytes(clock: FakeClock) -> None:
     cache.put(key(), packet)
 
     assert cache.snapshot()["bytes"] == packet.nbytes
+
+
+def test_cache_key_uses_namespace() -> None:
+    cache = OutputCache(api_url="http://127.0.0.1:1/", environment="abc")
+
+    assert cache.key("run_abc", "output") == CacheKey("http://127.0.0.1:1", "abc", "run_abc", "output")
