@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from .cache import CachedPacket, CacheKey, OutputCache
+from .cache import CachedPacket, CacheKey, OutputCache, environment_id
 from .config import ConfigurationError
 from .shared_cache import DEFAULT_PREFIX, SharedCache
 
@@ -304,6 +304,8 @@ def create_output_cache(
         "ttl": config.cache_ttl,
         "max_entry_share": config.cache_max_entry_share,
         "coalesce_window": config.poll_coalesce,
+        "api_url": config.api_url,
+        "environment": environment_id(config.secret_key, config.preview_branch),
     }
     if redis_config is None:
         return OutputCache(**options) if config.cache_max_bytes > 0 else None

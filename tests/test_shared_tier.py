@@ -11,7 +11,7 @@ import redis
 from flask import Flask
 from redis_server import RedisServer, find_free_port
 
-from flask_trigger_outputs.cache import CachedPacket, CacheKey, OutputCache
+from flask_trigger_outputs.cache import CachedPacket, CacheKey, OutputCache, environment_id
 from flask_trigger_outputs.config import ConfigurationError, TriggerOutputsConfig, load_config
 from flask_trigger_outputs.shared_cache import SharedCache
 from flask_trigger_outputs.shared_tier import (
@@ -326,7 +326,11 @@ def test_redact_redis_url_hides_credentials() -> None:
 
 def _trigger_config(**overrides: object) -> TriggerOutputsConfig:
     app = Flask(__name__)
-    app.config.update(TRIGGER_SECRET_KEY="tr_dev_shared_tier_test", **overrides)
+    app.config.update(
+        TRIGGER_SECRET_KEY="tr_dev_shared_tier_test",
+        TRIGGER_API_URL="http://127.0.0.1:1234",
+        **overrides,
+    )
     return load_config(app)
 
 
@@ -344,6 +348,9 @@ def test_create_output_cache_per_setting(redis_server: RedisServer) -> None:
     assert tiered.shared.prefix == "app:"
     assert tiered.shared.lock_timeout == 12.0
     assert tiered.ttl == 600.0
+    assert tiered.key("run_abc", "output") == CacheKey(
+        "http://127.0.0.1:1234", environment_id("tr_dev_shared_tier_test"), "run_abc", "output"
+    )
     assert type(local) is OutputCache
     assert memoryless is None
     assert isinstance(shared_only, TieredOutputCache)
