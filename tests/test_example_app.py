@@ -6,13 +6,23 @@ The tasks read the bundled sample site over real HTTP on 127.0.0.1.
 from __future__ import annotations
 
 import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from flask import Flask
 
+from example_app import LOCAL_SERVICES_KEY, close_local_services, create_app
 from example_app.generate_site import SITE_DIR, build_pages, find_differences, render_site
+from example_app.local_mode import LocalServices
 from example_app.site_server import SampleSiteServer
 from example_app.summaries import summarize_output
 from example_app.tasks import TASK_IDS, make_local_tasks
@@ -28,6 +38,7 @@ from example_app.tasks.crawl import crawl_site, run_crawl
 from example_app.tasks.parsing import normalize_url, parse_page
 from example_app.tasks.scope import OutOfScopeError, SiteScope
 from example_app.tasks.strategy import build_strategy, run_strategy
+from flask_trigger_outputs.emulator import Emulator, EmulatorServer
 
 OFFLOAD_THRESHOLD = 512 * 1024
 
@@ -499,3 +510,296 @@ def test_summaries_of_each_task(full_crawl: dict[str, Any]) -> None:
     strategy_summary = summarize_output("ai-strategy", build_strategy(audit))
     assert strategy_summary["facts"][0]["label"].startswith("1. ")
     assert summarize_output("site-crawl", "text")["headline"] == "The site-crawl run returned str."
+
+
+# The app
+
+
+@pytest.fixture
+def local_app() -> Iterator[Flask]:
+    app = create_app({"TESTING": True})
+    try:
+        yield app
+    finally:
+        close_local_services(app)
+
+
+def local_emulator(app: Flask) -> Emulator:
+    services = app.extensions[LOCAL_SERVICES_KEY]
+    assert isinstance(services, LocalServices)
+    return services.emulator.emulator
+
+
+def start_and_wait(app: Flask, route: str, payload: dict[str, Any]) -> str:
+    """POST to a route, wait for the run in the emulator, return its id."""
+    response = app.test_client().post(route, json=payload)
+    assert response.status_code == 202, response.get_json()
+    run_id: str = response.get_json()["runId"]
+    local_emulator(app).wait_for_run(run_id, timeout=60)
+    return run_id
+
+
+def test_app_logs_local_mode_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="example_app")
+    app = create_app({"TESTING": True})
+    try:
+        lines = [
+            record.getMessage() for record in caplog.records if "Local mode" in record.getMessage()
+        ]
+        services = app.extensions[LOCAL_SERVICES_KEY]
+        assert lines == [
+            "Local mode: TRIGGER_SECRET_KEY is not set, so the six tasks run in the built-in"
+            f" Trigger.dev emulator at {services.emulator.url} and read the sample site at"
+            f" {services.site.url}."
+        ]
+        assert app.config["TRIGGER_API_URL"].startswith("http://127.0.0.1:")
+    finally:
+        close_local_services(app)
+    assert LOCAL_SERVICES_KEY not in app.extensions
+
+
+def test_app_default_crawl_is_offloaded(local_app: Flask) -> None:
+    client = local_app.test_client()
+    run_id = start_and_wait(local_app, "/api/crawl", {})
+
+    status = client.get("/api/crawl/status", query_string={"runId": run_id}).get_json()
+    assert status["isSuccess"] is True
+    assert status["outputOffloaded"] is True
+    assert "output" not in status
+    assert status["metadata"]["stage"] == "done"
+    assert status["metadata"]["progress"] == 1.0
+
+    body = client.get("/api/crawl", query_string={"runId": run_id}).get_json()
+    assert body["outputOffloaded"] is True
+    assert body["outputSize"] > OFFLOAD_THRESHOLD
+    assert body["output"]["pagesCrawled"] == body["metadata"]["pagesCrawled"]
+    assert body["output"]["statusCounts"]["200"] == sum(1 for _ in SITE_DIR.rglob("*.html"))
+
+
+def test_app_site_audit_is_inline(local_app: Flask) -> None:
+    run_id = start_and_wait(local_app, "/api/site-audit", {})
+    body = local_app.test_client().get("/api/site-audit", query_string={"runId": run_id}).get_json()
+    assert body["outputOffloaded"] is False
+    assert body["outputSize"] < OFFLOAD_THRESHOLD
+    assert set(body["output"]["findingsByKind"]) == set(BASIC_KINDS)
+    assert body["output"]["findingsByKind"]["missing_title"] > 0
+
+
+def test_app_smart_audit_and_strategy(local_app: Flask) -> None:
+    client = local_app.test_client()
+    audit_id = start_and_wait(local_app, "/api/audit", {"maxPages": 80})
+    audit = client.get("/api/audit", query_string={"runId": audit_id}).get_json()
+    assert audit["output"]["pagesCrawled"] == 80
+    assert audit["output"]["issues"]
+
+    strategy_id = start_and_wait(local_app, "/api/ai-strategy", {"audit": audit["output"]})
+    strategy = client.get("/api/ai-strategy", query_string={"runId": strategy_id}).get_json()
+    assert strategy["output"]["score"] == audit["output"]["score"]
+    assert {item["kind"] for item in strategy["output"]["recommendations"]} == {
+        issue["kind"] for issue in audit["output"]["issues"]
+    }
+
+
+def test_app_content_analysis_chain(local_app: Flask) -> None:
+    client = local_app.test_client()
+    response = client.post("/api/content/analyze", json={"limit": 3})
+    assert response.status_code == 202
+    extraction_id = response.get_json()["extractionRunId"]
+    emulator = local_emulator(local_app)
+    emulator.wait_for_run(extraction_id, timeout=60)
+
+    query = {"extractionRunId": extraction_id}
+    body = client.get("/api/content/analyze", query_string=query).get_json()
+    assert body["stage"] == "analysis"
+    query["analysisRunId"] = body["analysisRunId"]
+    emulator.wait_for_run(body["analysisRunId"], timeout=60)
+
+    body = client.get("/api/content/analyze", query_string=query).get_json()
+    assert body["isSuccess"] is True
+    assert body["output"]["pagesAnalysed"] == 3
+    assert body["output"]["overall"]["readability"]["fleschReadingEase"] is not None
+
+
+@pytest.mark.parametrize(
+    ("route", "payload", "field"),
+    [
+        ("/api/crawl", {"baseUrl": "https://example.com/"}, "baseUrl"),
+        ("/api/site-audit", {"baseUrl": "http://192.0.2.10/"}, "baseUrl"),
+        ("/api/content/analyze", {"urls": ["http://localhost:22/"]}, "urls"),
+    ],
+)
+def test_app_rejects_urls_outside_site(
+    local_app: Flask, route: str, payload: dict[str, Any], field: str
+) -> None:
+    emulator = local_emulator(local_app)
+    runs_before = len(emulator.runs.all_runs())
+
+    response = local_app.test_client().post(route, json=payload)
+
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["error"] == "invalid_request"
+    assert body["field"] == field
+    assert "outside the sample site" in body["message"]
+    assert len(emulator.runs.all_runs()) == runs_before
+
+
+def test_app_passes_body_on_after_check(local_app: Flask) -> None:
+    services = local_app.extensions[LOCAL_SERVICES_KEY]
+    run_id = start_and_wait(
+        local_app, "/api/crawl", {"baseUrl": services.site.url + "guides/", "maxPages": 5}
+    )
+    body = local_app.test_client().get("/api/crawl", query_string={"runId": run_id}).get_json()
+    assert body["output"]["baseUrl"] == services.site.url + "guides/"
+    assert body["output"]["pagesCrawled"] == 5
+
+
+def test_task_fails_for_outside_url(local_app: Flask) -> None:
+    emulator = local_emulator(local_app)
+    run_id = emulator.trigger("site-crawl", {"baseUrl": "https://example.com/"})
+    emulator.wait_for_run(run_id, timeout=30)
+
+    body = local_app.test_client().get("/api/crawl", query_string={"runId": run_id}).get_json()
+    assert body["isFailed"] is True
+    assert body["error"]["name"] == "OutOfScopeError"
+    assert body["error"]["message"].startswith(
+        "baseUrl 'https://example.com/' is outside the sample site."
+    )
+
+
+def test_report_summary_reads_output(local_app: Flask) -> None:
+    run_id = start_and_wait(local_app, "/api/site-audit", {"maxPages": 50})
+    body = local_app.test_client().get(f"/reports/{run_id}/summary").get_json()
+    assert body["runId"] == run_id
+    assert body["taskIdentifier"] == "site-audit"
+    assert body["summary"]["headline"].startswith("Audited ")
+    assert [row["kind"] for row in body["summary"]["findings"]] == list(BASIC_KINDS)
+
+
+def test_report_output_downloads_json(local_app: Flask) -> None:
+    client = local_app.test_client()
+    run_id = start_and_wait(local_app, "/api/crawl", {})
+    response = client.get(f"/reports/{run_id}/output.json")
+    assert response.status_code == 200
+    assert response.headers["Content-Disposition"] == f'attachment; filename="{run_id}.json"'
+    route_output = client.get("/api/crawl", query_string={"runId": run_id}).get_json()["output"]
+    assert json.loads(response.data) == route_output
+
+
+def test_report_rejects_other_runs(local_app: Flask) -> None:
+    client = local_app.test_client()
+    emulator = local_emulator(local_app)
+    echo_id = emulator.create_run("echo", output={"secret": 1})
+    running_id = emulator.create_run("site-crawl", status="EXECUTING")
+    failed_id = emulator.create_run(
+        "site-audit",
+        status="FAILED",
+        error={"name": "Error", "message": "It broke.", "stackTrace": ""},
+    )
+
+    response = client.get(f"/reports/{echo_id}/summary")
+    assert response.status_code == 404
+    assert response.get_json() == {
+        "error": "run_not_found",
+        "message": f"Run {echo_id} was not found.",
+    }
+    assert client.get("/reports/not-a-run/summary").status_code == 400
+    assert client.get(f"/reports/{running_id}/summary").status_code == 409
+    failed = client.get(f"/reports/{failed_id}/output.json")
+    assert failed.status_code == 409
+    assert "It broke." in failed.get_json()["message"]
+
+
+def test_index_page_lists_six_tasks(local_app: Flask) -> None:
+    response = local_app.test_client().get("/")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    for route in (
+        "/api/crawl",
+        "/api/crawl/status",
+        "/api/site-audit",
+        "/api/audit",
+        "/api/ai-strategy",
+    ):
+        assert f'"{route}"' in page
+    assert 'data-start-url="/api/content/analyze"' in page
+    for task_id in TASK_IDS:
+        assert f"<code>{task_id}</code>" in page or task_id == "content-analysis"
+    assert local_app.extensions[LOCAL_SERVICES_KEY].site.url in page
+    assert page.count('aria-live="polite"') == 5
+    with local_app.test_client().get("/static/app.js") as script:
+        assert script.status_code == 200
+
+
+def test_app_with_secret_key_uses_given_api(
+    trigger_emulator: EmulatorServer, site: SampleSiteServer
+) -> None:
+    trigger_emulator.emulator.register_tasks(make_local_tasks(SiteScope(site.url)))
+    app = create_app(
+        {
+            "TESTING": True,
+            "TRIGGER_SECRET_KEY": trigger_emulator.secret_key,
+            "TRIGGER_API_URL": trigger_emulator.url,
+        }
+    )
+    assert LOCAL_SERVICES_KEY not in app.extensions
+    client = app.test_client()
+    assert "Connected to Trigger.dev at " + trigger_emulator.url in client.get("/").get_data(
+        as_text=True
+    )
+
+    response = client.post("/api/site-audit", json={"maxPages": 20})
+    assert response.status_code == 202
+    run_id = response.get_json()["runId"]
+    trigger_emulator.emulator.wait_for_run(run_id, timeout=60)
+    body = client.get("/api/site-audit", query_string={"runId": run_id}).get_json()
+    assert body["output"]["pagesCrawled"] == 20
+    assert client.get(f"/reports/{run_id}/summary").status_code == 200
+
+
+def test_main_rejects_bad_port(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from example_app.__main__ import main
+
+    monkeypatch.setenv("PORT", "http")
+    assert main() == 2
+    assert "PORT must be a port number from 1 to 65535, not 'http'." in capsys.readouterr().err
+
+
+def test_main_serves_page_in_local_mode(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TRIGGER_")}
+    env["PORT"] = str(port)
+    log_path = tmp_path / "demo.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "example_app"],
+            cwd=Path(__file__).resolve().parents[1],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            page = wait_for_page(f"http://127.0.0.1:{port}/", attempts=100)
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+    assert "Local mode: the tasks run in the built-in emulator" in page
+    output = log_path.read_text()
+    assert output.count("Local mode: TRIGGER_SECRET_KEY is not set") == 1
+
+
+def wait_for_page(url: str, *, attempts: int) -> str:
+    """GET ``url`` until it answers 200, at most ``attempts`` times 0.1 s apart."""
+    for _ in range(attempts):
+        try:
+            response = requests.get(url, timeout=2)
+        except requests.ConnectionError:
+            time.sleep(0.1)
+            continue
+        if response.status_code == 200:
+            return response.text
+    raise AssertionError(f"{url} did not answer 200 after {attempts} attempts.")

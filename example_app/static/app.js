@@ -124,7 +124,16 @@ class TaskCard {
 
       if (body.isFinished && (this.section.dataset.kind !== "chain" || body.stage === "analysis" || !body.isSuccess)) {
         if (body.isSuccess) {
-          await this.showResult(body.analysisRunId || body.runId || query.runId);
+          let sizes = body;
+          if (typeof body.outputSize !== "number") {
+            // The status route reports no size; the task's own route does.
+            const final = await fetch(`${this.section.dataset.finalUrl}?${new URLSearchParams(query)}`, {
+              headers: { Accept: "application/json" },
+            });
+            sizes = await readJson(final);
+            if (!final.ok) throw requestError(final, sizes);
+          }
+          await this.showResult(body.analysisRunId || body.runId || query.runId, sizes);
         } else {
           const error = body.error || {};
           const name = error.name ? `${error.name}: ` : "";
@@ -137,7 +146,7 @@ class TaskCard {
     }
   }
 
-  async showResult(runId) {
+  async showResult(runId, sizes) {
     this.status.textContent = "COMPLETED, loading the summary...";
     const response = await fetch(`${this.section.dataset.resultUrl}/${encodeURIComponent(runId)}/summary`, {
       headers: { Accept: "application/json" },
@@ -149,8 +158,8 @@ class TaskCard {
     this.setProgress(1);
     this.status.textContent = `COMPLETED: ${body.summary.headline}`;
     this.resultBox.querySelector(".headline").textContent = body.summary.headline;
-    this.resultBox.querySelector(".output-size").textContent = formatBytes(body.outputSize);
-    this.resultBox.querySelector(".output-offloaded").textContent = body.outputOffloaded
+    this.resultBox.querySelector(".output-size").textContent = formatBytes(sizes.outputSize);
+    this.resultBox.querySelector(".output-offloaded").textContent = sizes.outputOffloaded
       ? "yes, read from a presigned URL"
       : "no, returned inline";
 
