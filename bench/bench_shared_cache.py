@@ -111,7 +111,7 @@ class Gunicorn:
         self.process = subprocess.Popen(command, env={**os.environ, **environment})
 
     def wait_until_ready(self, run_id: str) -> None:
-        """Wait until the app answers, using the status route, which
+        """Wait until the app responds, using the status route, which
         downloads nothing."""
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -126,7 +126,7 @@ class Gunicorn:
             except requests.ConnectionError:
                 pass  # not listening yet
             time.sleep(0.1)
-        raise RuntimeError("gunicorn did not answer within 60 s")
+        raise RuntimeError("gunicorn did not respond within 60 s")
 
     def stop(self) -> None:
         self.process.terminate()
