@@ -33,7 +33,8 @@ KNOWN_KEY_ENVIRONMENTS = ("dev", "prod", "stg", "pr")
 
 # "tr_" + environment + "_" + key material, with no whitespace anywhere.
 _SECRET_KEY_PATTERN = re.compile(r"tr_([a-z]+)_[^\s]+")
-_TASK_ID_PATTERN = re.compile(r"[^\s/?#\x00-\x1f\x7f]{1,128}")
+# Printable ASCII without spaces, as TriggerClient.trigger accepts.
+_TASK_ID_PATTERN = re.compile(r"[\x21-\x7e]{1,128}")
 
 #: Keys read from the environment when the app config does not set them.
 #: The names match the ones the official TypeScript SDK reads.
@@ -327,8 +328,8 @@ def _read_task_id(config: Mapping[str, Any], key: str) -> str:
     if not isinstance(value, str) or not _TASK_ID_PATTERN.fullmatch(value):
         raise ConfigurationError(
             key,
-            f"{key} must be a task identifier of 1 to 128 characters without whitespace, "
-            f"'/', '?' or '#', such as 'site-crawl', got {value!r}.",
+            f"{key} must be a task identifier of 1 to 128 printable ASCII characters without "
+            f"spaces, such as 'site-crawl', got {value!r}.",
         )
 
     return value
@@ -380,3 +381,19 @@ def _read_share(config: Mapping[str, Any], key: str) -> float:
         raise ConfigurationError(key, f"{key} must be {expected}, got {config[key]!r}.")
 
     return number
+
+
+def describe_config(config: TriggerOutputsConfig) -> list[tuple[str, object]]:
+    """List every configuration key with the value in effect, for display.
+
+    The secret key is redacted to its environment prefix.
+    """
+    rows: list[tuple[str, object]] = [
+        ("TRIGGER_SECRET_KEY", config.redacted_secret_key),
+        ("TRIGGER_API_URL", config.api_url),
+        ("TRIGGER_PREVIEW_BRANCH", config.preview_branch),
+    ]
+    for key in DEFAULTS:
+        rows.append((key, getattr(config, key.removeprefix("TRIGGER_OUTPUTS_").lower())))
+
+    return rows

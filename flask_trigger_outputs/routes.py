@@ -1,0 +1,420 @@
+"""The blueprint with the six JSON routes that start and poll runs.
+
+Each route maps to one configurable task. POST starts a run of that task with
+the JSON body as payload and answers 202 with the URL to poll. GET reads the
+run named by the query string and answers its status, and its output once it
+succeeded. A GET answers 404 for a run of another task, a run the app's
+``authorize`` callback rejects and a run without the tags of the current
+request, with the same body as for an unknown run, so run ids cannot be
+probed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, Response, jsonify, request, url_for
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from .access import check_access, request_tags, run_not_found
+from .errors import PayloadTooLargeError, RunNotFoundError, TriggerOutputsError
+from .reader import RunResult
+from .request_body import read_json_object, read_optional_run_id, read_run_id
+from .runs import Run
+from .serialize import result_to_json, run_to_json
+
+if TYPE_CHECKING:
+    from .extension import TriggerOutputs, TriggerOutputsState
+
+logger = logging.getLogger(__name__)
+
+#: Name of the blueprint, so endpoints are ``trigger_outputs.crawl`` and so on.
+BLUEPRINT_NAME = "trigger_outputs"
+
+# Methods each view accepts so that a wrong method reaches the view and gets
+# a JSON 405 from the blueprint's handler. A 405 raised by URL routing, before
+# any view runs, would get the app's HTML error page instead.
+_ROUTED_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+# Error codes of HTTP errors raised inside the views, such as a 413 from the
+# app's MAX_CONTENT_LENGTH. Other statuses get a code made from their name.
+_HTTP_ERROR_CODES = {
+    400: "invalid_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+@dataclass(frozen=True)
+class TaskRoute:
+    """One route that starts and reads runs of a single task."""
+
+    #: Endpoint name inside the blueprint, also passed to ``authorize``.
+    name: str
+    #: URL rule, relative to the blueprint's prefix.
+    rule: str
+    #: Attribute of :class:`~flask_trigger_outputs.config.TriggerOutputsConfig`
+    #: that holds the task identifier.
+    task_setting: str
+    #: Whether POST starts a run. ``/api/crawl/status`` only reads.
+    can_start: bool = True
+    #: Whether GET returns the output of a successful run.
+    include_output: bool = True
+
+
+#: The single-task routes. ``/api/content/analyze`` chains two tasks and has
+#: its own views below.
+TASK_ROUTES = (
+    TaskRoute("crawl", "/api/crawl", "task_crawl"),
+    TaskRoute(
+        "crawl_status",
+        "/api/crawl/status",
+        "task_crawl",
+        can_start=False,
+        include_output=False,
+    ),
+    TaskRoute("site_audit", "/api/site-audit", "task_site_audit"),
+    TaskRoute("ai_strategy", "/api/ai-strategy", "task_ai_strategy"),
+    TaskRoute("audit", "/api/audit", "task_audit"),
+)
+
+#: Endpoint name of ``/api/content/analyze``, also passed to ``authorize``.
+CONTENT_ANALYZE = "content_analyze"
+
+
+class AnalysisNotStartedError(TriggerOutputsError):
+    """The extraction run succeeded but its output cannot be the analysis
+    run's payload, because it is larger than a trigger payload may be.
+    Polling again does not help."""
+
+    code = "analysis_not_started"
+    http_status = 409
+
+
+def create_blueprint(extension: TriggerOutputs) -> Blueprint:
+    """Create the blueprint of one extension object, fully declared.
+
+    Error handlers are registered on the blueprint only, so they answer JSON
+    for errors raised inside its views and leave the rest of the app alone.
+    """
+    from .extension import get_state
+
+    blueprint = Blueprint(BLUEPRINT_NAME, __name__)
+
+    def make_task_view(route: TaskRoute) -> Any:
+        allowed = ["GET", "POST"] if route.can_start else ["GET"]
+
+        def view() -> Response | tuple[Response, int]:
+            if request.method not in allowed and request.method != "HEAD":
+                raise MethodNotAllowed(valid_methods=allowed)
+
+            state = get_state()
+            task_id: str = getattr(state.config, route.task_setting)
+
+            if request.method == "POST":
+                run_id = start_run(state, extension, task_id)
+                return accepted(
+                    {"runId": run_id, "taskIdentifier": task_id},
+                    url_for(f".{route.name}", runId=run_id),
+                )
+
+            return jsonify(read_task_run(state, extension, route, task_id))
+
+        view.__name__ = route.name
+        return view
+
+    for route in TASK_ROUTES:
+        blueprint.add_url_rule(route.rule, view_func=make_task_view(route), methods=_ROUTED_METHODS)
+
+    def content_analyze() -> Response | tuple[Response, int]:
+        if request.method not in ("GET", "HEAD", "POST"):
+            raise MethodNotAllowed(valid_methods=["GET", "POST"])
+
+        state = get_state()
+
+        if request.method == "POST":
+            run_id = start_run(state, extension, state.config.task_content_extraction)
+            return accepted(
+                {"extractionRunId": run_id},
+                url_for(f".{CONTENT_ANALYZE}", extractionRunId=run_id),
+            )
+
+        return jsonify(read_content_analysis(state, extension))
+
+    blueprint.add_url_rule(
+        "/api/content/analyze", view_func=content_analyze, methods=_ROUTED_METHODS
+    )
+
+    blueprint.after_request(_disable_caching)
+    blueprint.register_error_handler(TriggerOutputsError, _handle_package_error)
+    blueprint.register_error_handler(HTTPException, _handle_http_error)
+    blueprint.register_error_handler(Exception, _handle_unexpected_error)
+
+    return blueprint
+
+
+def accepted(body: dict[str, Any], status_url: str) -> tuple[Response, int]:
+    """Answer 202 with ``body`` plus ``statusUrl``, also sent as ``Location``."""
+    response = jsonify({**body, "statusUrl": status_url})
+    response.headers["Location"] = status_url
+    return response, 202
+
+
+def start_run(state: TriggerOutputsState, extension: TriggerOutputs, task_id: str) -> str:
+    """Trigger ``task_id`` with the request's JSON body and return the run id."""
+    payload = read_json_object(state.config.max_payload_size)
+    tags = request_tags(extension)
+
+    run_id = state.client.trigger(task_id, payload, tags=tags or None)
+
+    logger.info("Started run %s of task %s.", run_id, task_id)
+    return run_id
+
+
+def load_checked_run(
+    state: TriggerOutputsState,
+    extension: TriggerOutputs,
+    route_name: str,
+    run_id: str,
+    task_id: str,
+    *,
+    required_tags: tuple[str, ...] = (),
+) -> Run:
+    """Retrieve a run's status and check that the request may read it.
+
+    The run must belong to ``task_id``, carry the request's tags and
+    ``required_tags``, and pass ``authorize``. Otherwise, and for an unknown
+    run, :class:`RunNotFoundError` is raised with the same message, so the
+    answer does not tell which check failed.
+    """
+    try:
+        run = state.reader.get_run(run_id)
+    except RunNotFoundError:
+        raise run_not_found(run_id) from None
+
+    if run.task_identifier != task_id:
+        logger.info(
+            "Run %s belongs to task %s, not %s; answering as not found.",
+            run_id,
+            run.task_identifier,
+            task_id,
+        )
+        raise run_not_found(run_id)
+
+    check_access(extension, route_name, run, required_tags=required_tags)
+    return run
+
+
+def load_result(state: TriggerOutputsState, run: Run, *, include_output: bool) -> RunResult:
+    """Load the output of a run already retrieved, in its JSON form.
+
+    Nothing is downloaded unless ``include_output`` is true and the run
+    succeeded. Without the output, ``output_offloaded`` still says where
+    the output of a successful run is.
+    """
+    if not run.is_success:
+        return RunResult(run=run)
+
+    if not include_output:
+        source = run.output
+        return RunResult(run=run, output_offloaded=source.offloaded if source.available else None)
+
+    loaded = state.reader.load_packet(run, "output", as_json=True)
+    return RunResult(
+        run=run,
+        output=loaded.value,
+        has_output=True,
+        output_size=loaded.size,
+        output_offloaded=loaded.offloaded,
+    )
+
+
+def read_task_run(
+    state: TriggerOutputsState, extension: TriggerOutputs, route: TaskRoute, task_id: str
+) -> dict[str, Any]:
+    """Build the GET answer of a single-task route."""
+    run_id = read_run_id("runId")
+    run = load_checked_run(state, extension, route.name, run_id, task_id)
+
+    result = load_result(state, run, include_output=route.include_output)
+
+    return result_to_json(result)
+
+
+def read_content_analysis(state: TriggerOutputsState, extension: TriggerOutputs) -> dict[str, Any]:
+    """Build the GET answer of ``/api/content/analyze``.
+
+    Once the extraction run succeeded, the analysis run is started with the
+    extraction output as payload. The idempotency key is derived from the
+    extraction run id, so however many polls arrive, and however they
+    interleave, Trigger.dev starts a single analysis run and returns its id
+    to every poll. The analysis run is also tagged ``extraction:<id>``, and a
+    poll naming an ``analysisRunId`` without that tag gets 404, so a client
+    cannot pair an extraction with an unrelated analysis.
+    """
+    config = state.config
+    extraction_id = read_run_id("extractionRunId")
+    analysis_id = read_optional_run_id("analysisRunId")
+
+    extraction = load_checked_run(
+        state, extension, CONTENT_ANALYZE, extraction_id, config.task_content_extraction
+    )
+    link_tag = f"extraction:{extraction_id}"
+
+    if analysis_id is None and extraction.is_success:
+        analysis_id = start_analysis(state, extension, extraction, link_tag)
+
+    if analysis_id is None:
+        return content_analysis_body(extraction, None, None)
+
+    analysis = load_checked_run(
+        state,
+        extension,
+        CONTENT_ANALYZE,
+        analysis_id,
+        config.task_content_analysis,
+        required_tags=(link_tag,),
+    )
+
+    result = load_result(state, analysis, include_output=True)
+
+    return content_analysis_body(extraction, analysis, result_to_json(result))
+
+
+def start_analysis(
+    state: TriggerOutputsState, extension: TriggerOutputs, extraction: Run, link_tag: str
+) -> str:
+    """Start the analysis of a successful extraction run, or find the one
+    already started, and return its run id.
+
+    The payload is the extraction output with its types when it was
+    offloaded, and its JSON form when Trigger.dev returned it inline.
+    """
+    task_id = state.config.task_content_analysis
+    extraction_id = extraction.id
+    output = state.reader.load_packet(extraction, "output", as_json=False).value
+    tags = [*request_tags(extension), link_tag]
+
+    try:
+        run_id = state.client.trigger(
+            task_id,
+            output,
+            idempotency_key=f"content-analysis:{extraction_id}",
+            tags=tags,
+        )
+    except PayloadTooLargeError as error:
+        raise AnalysisNotStartedError(
+            f"The output of extraction run {extraction_id} is {error.size} bytes, over the"
+            f" {error.limit}-byte limit of a trigger payload, so the analysis run cannot start.",
+            run_id=extraction_id,
+            task_id=task_id,
+        ) from error
+
+    logger.info("Started or found analysis run %s for extraction run %s.", run_id, extraction_id)
+    return run_id
+
+
+def content_analysis_body(
+    extraction: Run, analysis: Run | None, analysis_body: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Combine the extraction and analysis runs into one answer.
+
+    The top-level status fields follow the extraction run until it succeeds
+    and the analysis run after that.
+    """
+    extraction_body = run_to_json(extraction)
+
+    if analysis is None or analysis_body is None:
+        return {
+            "stage": "extraction",
+            "status": extraction.status,
+            "isFinished": extraction.is_finished,
+            "isSuccess": False,
+            "isFailed": extraction.is_failed,
+            "isCancelled": extraction.is_cancelled,
+            "extraction": extraction_body,
+            "analysis": None,
+            "analysisRunId": None,
+            "outputSize": None,
+            "outputOffloaded": None,
+            "error": extraction_body["error"],
+            "metadata": extraction.metadata,
+        }
+
+    body = {
+        "stage": "analysis",
+        "status": analysis.status,
+        "isFinished": analysis.is_finished,
+        "isSuccess": analysis.is_success,
+        "isFailed": analysis.is_failed,
+        "isCancelled": analysis.is_cancelled,
+        "extraction": extraction_body,
+        "analysis": run_to_json(analysis),
+        "analysisRunId": analysis.id,
+        "outputSize": analysis_body["outputSize"],
+        "outputOffloaded": analysis_body["outputOffloaded"],
+        "error": analysis_body["error"],
+        "metadata": analysis.metadata,
+    }
+    if "output" in analysis_body:
+        body["output"] = analysis_body["output"]
+
+    return body
+
+
+def error_response(
+    status: int, code: str, message: str, *, field: str | None = None
+) -> tuple[Response, int]:
+    """Build the JSON error body every route answers with."""
+    body: dict[str, Any] = {"error": code, "message": message}
+    if field is not None:
+        body["field"] = field
+
+    return jsonify(body), status
+
+
+def _disable_caching(response: Response) -> Response:
+    # Run data may be private to one user, so shared caches must not keep it.
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def _handle_package_error(error: TriggerOutputsError) -> tuple[Response, int]:
+    if error.http_status >= 500:
+        logger.error(
+            "%s %s failed for run %s: %s (upstream status %s). %s",
+            request.method,
+            request.endpoint,
+            error.run_id,
+            error.code,
+            error.status_code,
+            error.message,
+        )
+
+    return error_response(
+        error.http_status, error.code, error.message, field=getattr(error, "field", None)
+    )
+
+
+def _handle_http_error(error: HTTPException) -> tuple[Response, int]:
+    status = error.code or 500
+    code = _HTTP_ERROR_CODES.get(status) or error.name.lower().replace(" ", "_")
+    response, status = error_response(status, code, error.description or error.name)
+
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        response.headers["Allow"] = ", ".join(error.valid_methods)
+
+    return response, status
+
+
+def _handle_unexpected_error(error: Exception) -> tuple[Response, int]:
+    logger.exception("%s %s failed with an unexpected error.", request.method, request.endpoint)
+    return error_response(
+        500,
+        "internal_error",
+        "The server failed to handle the request. The error has been logged.",
+    )
