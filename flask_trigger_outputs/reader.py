@@ -1,0 +1,317 @@
+"""Read a run's status, output and payload, inline or offloaded.
+
+:class:`RunReader` puts the pieces together: it retrieves the run through
+the :class:`~flask_trigger_outputs.client.TriggerClient`, decides from the
+run what to return or raise, downloads an offloaded packet through the
+:class:`~flask_trigger_outputs.packets.PacketDownloader` (asking the API for
+a fresh URL once if the first one has expired) and decodes it.
+
+Inline and offloaded data
+-------------------------
+
+Trigger.dev returns a small output inline, already reduced by its
+``parsePacketAsJson`` to a JSON form without types: a date is an ISO-8601
+string, a ``Map`` a list of pairs, a ``Set`` a list. A large output comes as
+a presigned URL to the stored packet, which decodes to typed Python values
+(timezone-aware datetimes, ``bytes``, ...). With ``as_json=True`` both give
+the same JSON form. With ``as_json=False`` (the default of
+:meth:`RunReader.get_output`) an offloaded output is typed, but an inline
+output can only be returned in its JSON form, since the API never sends
+the typed packet.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from . import decoding
+from .client import TriggerClient
+from .errors import (
+    OutputUnavailableError,
+    PacketDecodeError,
+    RunFailedError,
+    RunNotFinishedError,
+    StorageError,
+)
+from .packets import ExpiredUrlError, Packet, PacketDownloader
+from .runs import Run, find_packet
+
+logger = logging.getLogger(__name__)
+
+PacketKind = Literal["output", "payload"]
+
+# Longest part of a run's error message quoted in a RunFailedError.
+_ERROR_MESSAGE_LENGTH = 500
+
+
+@dataclass(frozen=True)
+class LoadedPacket:
+    """A decoded output or payload with its size and origin."""
+
+    #: The decoded value.
+    value: Any
+    #: Size in bytes of the downloaded packet, or of the JSON form of an
+    #: inline value (the API does not send the stored packet itself).
+    size: int
+    #: Whether the value was downloaded from a presigned URL.
+    offloaded: bool
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """A run with its output, as the blueprint's routes need it.
+
+    ``output`` is only meaningful when ``has_output`` is true, because
+    ``None`` is itself a valid output. ``output_size`` and
+    ``output_offloaded`` are ``None`` when the output was not loaded.
+    """
+
+    #: The run, with its status, metadata and error.
+    run: Run
+    #: The output, in the form requested from :meth:`RunReader.get_result`.
+    output: Any = None
+    #: Whether ``output`` holds the run's output.
+    has_output: bool = False
+    #: Size of the output in bytes; see :attr:`LoadedPacket.size`.
+    output_size: int | None = None
+    #: Whether the output was offloaded to object storage.
+    output_offloaded: bool | None = None
+
+
+class RunReader:
+    """Retrieve runs and read their outputs and payloads.
+
+    :param client: the API client.
+    :param downloader: the downloader of presigned URLs.
+    :param cache: a cache of finished runs' packets. The reader only keeps
+        it for now; loading goes through :meth:`load_packet`, the single
+        place where a cache can sit.
+    """
+
+    def __init__(
+        self,
+        client: TriggerClient,
+        downloader: PacketDownloader,
+        cache: Any = None,
+    ) -> None:
+        self.client = client
+        self.downloader = downloader
+        self.cache = cache
+
+    def get_run(self, run_id: str) -> Run:
+        """Retrieve a run's status, metadata and error, without downloading
+        its output or payload.
+
+        :raises InvalidRunIdError: ``run_id`` is not a run id; nothing was sent.
+        :raises TriggerOutputsError: the API call failed; see
+            :meth:`TriggerClient.retrieve_run`.
+        """
+        return Run.from_api(self.client.retrieve_run(run_id))
+
+    def get_output(self, run_id: str, *, as_json: bool = False) -> Any:
+        """Return the output of a run that completed successfully.
+
+        An offloaded output is downloaded and decoded: typed Python values by
+        default, its JSON form with ``as_json=True``. An output returned
+        inline is always in its JSON form (dates as ISO-8601 strings, maps as
+        lists of pairs), because the API sends no more than that; see the
+        module documentation.
+
+        :param run_id: the run to read.
+        :param as_json: return the JSON form, which is the same whether the
+            output was inline or offloaded.
+        :raises RunNotFinishedError: the run is still queued, executing or
+            waiting. Poll again later.
+        :raises RunFailedError: the run ended without success (failed,
+            crashed, canceled, expired, timed out); the error carries the
+            run's error name and message.
+        :raises OutputUnavailableError: the run completed but the API sent
+            neither the output nor a URL for it.
+        :raises StorageError: the download failed, also after a fresh URL.
+        :raises OutputTooLargeError: the stored output is larger than the
+            downloader's maximum size.
+        :raises PacketDecodeError: the stored bytes do not match their type.
+        :raises TriggerOutputsError: the API call failed.
+        """
+        run = self.get_run(run_id)
+        self._require_success(run)
+        return self.load_packet(run, "output", as_json=as_json).value
+
+    def get_payload(self, run_id: str, *, as_json: bool = False) -> Any:
+        """Return the payload a run was triggered with, in any status.
+
+        Inline and offloaded payloads are handled like outputs; see
+        :meth:`get_output`.
+
+        :raises OutputUnavailableError: the API sent neither the payload nor
+            a URL for it (it omits both for a public access token).
+        :raises TriggerOutputsError: the API call, the download or decoding
+            failed; see :meth:`get_output`.
+        """
+        run = self.get_run(run_id)
+        return self.load_packet(run, "payload", as_json=as_json).value
+
+    def get_result(
+        self, run_id: str, *, as_json: bool = True, include_output: bool = True
+    ) -> RunResult:
+        """Return a run with its output when it completed successfully.
+
+        Unlike :meth:`get_output`, a run that has not finished or that
+        failed is not an error: the result carries the run alone, and
+        callers read its status and ``error``.
+
+        :param as_json: return the output in its JSON form (the default,
+            which is what JSON responses need) or typed.
+        :param include_output: load the output. When false, only
+            ``output_offloaded`` is filled in, from the run, and nothing is
+            downloaded.
+        :raises OutputUnavailableError: the run completed but the API sent
+            neither the output nor a URL for it.
+        :raises TriggerOutputsError: the API call, the download or decoding
+            failed; see :meth:`get_output`.
+        """
+        run = self.get_run(run_id)
+        if not run.is_success:
+            return RunResult(run=run)
+
+        if not include_output:
+            source = run.output
+            offloaded = source.offloaded if source.available else None
+            return RunResult(run=run, output_offloaded=offloaded)
+
+        loaded = self.load_packet(run, "output", as_json=as_json)
+        return RunResult(
+            run=run,
+            output=loaded.value,
+            has_output=True,
+            output_size=loaded.size,
+            output_offloaded=loaded.offloaded,
+        )
+
+    def load_packet(self, run: Run, kind: PacketKind, *, as_json: bool) -> LoadedPacket:
+        """Return a run's output or payload, downloading and decoding it
+        when it was offloaded.
+
+        This is the one step that reads packet data, so a cache of finished
+        runs wraps this method.
+
+        :raises OutputUnavailableError: the run carries neither inline data
+            nor a presigned URL for ``kind``.
+        """
+        source = find_packet(run.raw, kind)
+        if source.inline:
+            return LoadedPacket(
+                value=source.value, size=_json_size(source.value, run.id), offloaded=False
+            )
+        if source.presigned_url is None:
+            raise self._unavailable_error(run, kind)
+
+        started = time.perf_counter()
+        packet, refreshed = self._download(run, kind, source.presigned_url)
+        value = decoding.decode_packet(
+            packet.data, packet.content_type, as_json=as_json, run_id=run.id
+        )
+        logger.info(
+            "Downloaded the %s of run %r: %d bytes in %.3f s%s.",
+            kind,
+            run.id,
+            packet.size,
+            time.perf_counter() - started,
+            " (after refreshing an expired URL)" if refreshed else "",
+        )
+        return LoadedPacket(value=value, size=packet.size, offloaded=True)
+
+    def _download(self, run: Run, kind: PacketKind, url: str) -> tuple[Packet, bool]:
+        """Download a packet, retrieving the run again once for a fresh URL
+        when the storage host rejects the first one with 403. Returns the
+        packet and whether the URL was refreshed."""
+        try:
+            return self.downloader.download(url, run_id=run.id), False
+        except ExpiredUrlError:
+            logger.info(
+                "The presigned URL for the %s of run %r was rejected; retrieving the run"
+                " again for a fresh URL.",
+                kind,
+                run.id,
+            )
+
+        fresh = find_packet(self.client.retrieve_run(run.id), kind)
+        if fresh.presigned_url is None:
+            raise self._unavailable_error(run, kind)
+
+        try:
+            return self.downloader.download(fresh.presigned_url, run_id=run.id), True
+        except ExpiredUrlError as exc:
+            raise StorageError(
+                f"The storage host rejected the presigned URL for the {kind} of run"
+                f" {run.id!r} twice, also right after Trigger.dev signed a fresh one."
+                " Check that the clocks of Trigger.dev and the storage host agree and"
+                " that the storage credentials of Trigger.dev are valid.",
+                run_id=run.id,
+                status_code=exc.status_code,
+            ) from exc
+
+    @staticmethod
+    def _require_success(run: Run) -> None:
+        if run.is_success:
+            return
+
+        if not run.is_finished:
+            raise RunNotFinishedError(
+                f"Run {run.id!r} has not finished yet (status {run.status}); its output"
+                " is available once it completes. Poll again later.",
+                status=run.status,
+                run_id=run.id,
+            )
+
+        error_name = run.error.name if run.error else None
+        error_message = run.error.message if run.error else None
+        detail = ""
+        if error_name or error_message:
+            text = ": ".join(part for part in (error_name, error_message) if part)
+            if len(text) > _ERROR_MESSAGE_LENGTH:
+                text = text[:_ERROR_MESSAGE_LENGTH] + "..."
+            detail = f" Its error: {text}"
+        raise RunFailedError(
+            f"Run {run.id!r} finished without success (status {run.status}), so it has"
+            f" no output.{detail}",
+            status=run.status,
+            error_name=error_name,
+            error_message=error_message,
+            run_id=run.id,
+        )
+
+    @staticmethod
+    def _unavailable_error(run: Run, kind: PacketKind) -> OutputUnavailableError:
+        # NOTE: a task that returns ``undefined`` also completes without an
+        # output field, as far as the API shape shows, and is reported here
+        # the same way: the response does not tell the two cases apart.
+        if kind == "output":
+            return OutputUnavailableError(
+                f"Run {run.id!r} completed, but Trigger.dev returned neither its output"
+                " nor a presigned URL for it, which happens when the server fails to"
+                " sign the URL. Try again in a moment.",
+                run_id=run.id,
+            )
+        return OutputUnavailableError(
+            f"Trigger.dev returned neither the payload of run {run.id!r} nor a presigned"
+            " URL for it. Check that the secret key is not a public access token, then"
+            " try again in a moment.",
+            run_id=run.id,
+        )
+
+
+def _json_size(value: Any, run_id: str) -> int:
+    """Return the size in bytes of the compact UTF-8 JSON text of an inline
+    value."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise PacketDecodeError(
+            f"The inline data of run {run_id!r} is not valid JSON.", run_id=run_id
+        ) from exc
+    return len(text.encode("utf-8"))
