@@ -473,7 +473,9 @@ class Emulator:
 def _parse_trigger_options(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("Invalid request body: expected an object.")
-    options = body.get("options") or {}
+    options = body.get("options")
+    if options is None:
+        return {}
     if not isinstance(options, dict):
         raise BadRequest("Invalid options: expected an object.")
     for name in ("payloadType", "idempotencyKey", "metadataType", "ttl"):

@@ -13,10 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-try:
-    from .. import superjson
-except ImportError:  # TODO: remove once flask_trigger_outputs.superjson exists
-    from . import _superjson_fallback as superjson  # type: ignore[no-redef]
+from .. import superjson
 
 JSON = "application/json"
 SUPERJSON = "application/super+json"

@@ -138,9 +138,12 @@ class ObjectStore:
         """
         path = STORAGE_PREFIX + quote(key, safe="/")
         issued_at = time.strftime(_DATE_FORMAT, time.gmtime(self._clock()))
+        # A random access key per URL keeps two URLs issued in the same second
+        # apart, so expire_all() cannot revoke a URL issued after it.
+        access_key = "EMU" + secrets.token_hex(8).upper()
         query = (
             "X-Amz-Algorithm=AWS4-HMAC-SHA256"
-            f"&X-Amz-Credential=emulator%2F{issued_at[:8]}%2Fauto%2Fs3%2Faws4_request"
+            f"&X-Amz-Credential={access_key}%2F{issued_at[:8]}%2Fauto%2Fs3%2Faws4_request"
             f"&X-Amz-Date={issued_at}"
             f"&X-Amz-Expires={int(self.url_expiry)}"
             "&X-Amz-SignedHeaders=host"
