@@ -109,9 +109,7 @@ def test_schema_rejects_wrong_shape(document: dict[str, Any]) -> None:
     assert not validator.is_valid({key: value for key, value in body.items() if key != "runId"})
 
 
-@pytest.mark.parametrize(
-    "path", ["/api/crawl", "/api/site-audit", "/api/ai-strategy", "/api/audit"]
-)
+@pytest.mark.parametrize("path", sorted(ROUTE_TASKS))
 def test_task_route_responses_match(
     document: dict[str, Any], client: FlaskClient, server: EmulatorServer, path: str
 ) -> None:
@@ -119,13 +117,9 @@ def test_task_route_responses_match(
     check_response(document, path, "POST", started)
     run_id = started.get_json()["runId"]
     server.emulator.wait_for_run(run_id)
-    large_id = server.emulator.trigger(
-        server.emulator.get_run(run_id)["taskIdentifier"], {"large": True}
-    )
+    large_id = server.emulator.trigger(ROUTE_TASKS[path], {"large": True})
     server.emulator.wait_for_run(large_id)
-    failed_id = server.emulator.trigger(
-        server.emulator.get_run(run_id)["taskIdentifier"], {"fail": True}
-    )
+    failed_id = server.emulator.trigger(ROUTE_TASKS[path], {"fail": True})
     server.emulator.wait_for_run(failed_id)
 
     responses = [
