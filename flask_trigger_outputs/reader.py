@@ -26,9 +26,10 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import decoding
+from .cache import CachedPacket, deep_sizeof
 from .client import TriggerClient
 from .errors import (
     OutputUnavailableError,
@@ -38,7 +39,10 @@ from .errors import (
     StorageError,
 )
 from .packets import ExpiredUrlError, Packet, PacketDownloader
-from .runs import Run, find_packet
+from .runs import Run, find_packet, validate_run_id
+
+if TYPE_CHECKING:
+    from .cache import OutputCache
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +84,10 @@ class RunResult:
     output_size: int | None = None
     #: Whether the output was offloaded to object storage.
     output_offloaded: bool | None = None
+    #: The output's JSON form as UTF-8 JSON text, when it was taken from a
+    #: :class:`~flask_trigger_outputs.cache.CachedPacket` and can be sent as
+    #: is. ``output`` is not filled in then, so nothing is decoded.
+    output_json: bytes | None = None
 
 
 class RunReader:
@@ -87,16 +95,18 @@ class RunReader:
 
     :param client: the API client.
     :param downloader: the downloader of presigned URLs.
-    :param cache: a cache of finished runs' packets. The reader only keeps
-        it for now; loading goes through :meth:`load_packet`, the single
-        place where a cache can sit.
+    :param cache: a cache of finished runs and their packets. With a
+        cache, a finished run and its packets are fetched once and then
+        served without any request, concurrent reads of one run share one
+        API call and one download, and polls of an unfinished run within
+        the cache's coalescing window share one API call.
     """
 
     def __init__(
         self,
         client: TriggerClient,
         downloader: PacketDownloader,
-        cache: Any = None,
+        cache: OutputCache | None = None,
     ) -> None:
         self.client = client
         self.downloader = downloader
@@ -110,7 +120,25 @@ class RunReader:
         :raises TriggerOutputsError: the API call failed; see
             :meth:`TriggerClient.retrieve_run`.
         """
-        return Run.from_api(self.client.retrieve_run(run_id))
+        cache = self.cache
+        if cache is None:
+            return Run.from_api(self.client.retrieve_run(run_id))
+
+        run_id = validate_run_id(run_id)
+        key = cache.key(run_id, "run")
+
+        def retrieve() -> Run:
+            return Run.from_api(cache.coalesce(key, lambda: self.client.retrieve_run(run_id)))
+
+        # A finished run never changes, so it is kept and later reads send
+        # no request. The presigned URLs it holds may expire meanwhile:
+        # _download then asks for fresh ones.
+        return cache.get_or_load(
+            key,
+            retrieve,
+            size=lambda run: deep_sizeof(run.raw),
+            store=lambda run: run.is_finished,
+        )
 
     def get_output(self, run_id: str, *, as_json: bool = False) -> Any:
         """Return the output of a run that completed successfully.
@@ -202,6 +230,11 @@ class RunReader:
         :raises OutputUnavailableError: the run carries neither inline data
             nor a presigned URL for ``kind``.
         """
+        if self.cache is not None:
+            cached = self.load_cached_packet(run, kind)
+            value = cached.decode(as_json=as_json, run_id=run.id)
+            return LoadedPacket(value=value, size=cached.size, offloaded=cached.offloaded)
+
         source = find_packet(run.raw, kind)
         if source.inline:
             return LoadedPacket(
@@ -224,6 +257,48 @@ class RunReader:
             " (after refreshing an expired URL)" if refreshed else "",
         )
         return LoadedPacket(value=value, size=packet.size, offloaded=True)
+
+    def load_cached_packet(self, run: Run, kind: PacketKind) -> CachedPacket:
+        """Return a run's output or payload in the form the cache keeps: the
+        stored bytes and the JSON form serialized once, ready to send.
+
+        With a cache, the packet is fetched at most once however many
+        threads ask at the same time, and kept: an output exists only once
+        its run has finished and a payload never changes after the trigger.
+
+        :raises OutputUnavailableError: the run carries neither inline data
+            nor a presigned URL for ``kind``.
+        :raises TriggerOutputsError: the download or decoding failed; see
+            :meth:`get_output`.
+        """
+        if self.cache is None:
+            return self._fetch_packet(run, kind)
+        return self.cache.get_or_load(
+            self.cache.key(run.id, kind), lambda: self._fetch_packet(run, kind)
+        )
+
+    def _fetch_packet(self, run: Run, kind: PacketKind) -> CachedPacket:
+        source = find_packet(run.raw, kind)
+        if source.inline:
+            return CachedPacket.from_json_value(source.value, run_id=run.id)
+        if source.presigned_url is None:
+            raise self._unavailable_error(run, kind)
+
+        started = time.perf_counter()
+        packet, refreshed = self._download(run, kind, source.presigned_url)
+        if self.cache is not None:
+            self.cache.stats.record_download(packet.size)
+        logger.info(
+            "Downloaded the %s of run %r: %d bytes in %.3f s%s.",
+            kind,
+            run.id,
+            packet.size,
+            time.perf_counter() - started,
+            " (after refreshing an expired URL)" if refreshed else "",
+        )
+        return CachedPacket.from_data(
+            packet.data, packet.content_type, offloaded=True, run_id=run.id
+        )
 
     def _download(self, run: Run, kind: PacketKind, url: str) -> tuple[Packet, bool]:
         """Download a packet, retrieving the run again once for a fresh URL
@@ -314,4 +389,6 @@ def _json_size(value: Any, run_id: str) -> int:
         raise PacketDecodeError(
             f"The inline data of run {run_id!r} is not valid JSON.", run_id=run_id
         ) from exc
-    return len(text.encode("utf-8"))
+    # JSON text may hold lone surrogates ("\\ud800" decodes to one); they
+    # count three bytes each, like the U+FFFD that Node writes for them.
+    return len(text.encode("utf-8", "surrogatepass"))
