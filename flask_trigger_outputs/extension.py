@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from flask import Blueprint, Flask, current_app
 
-from .cache import OutputCache
+from .cache import OutputCache, environment_id
 from .client import TriggerClient
 from .config import TriggerOutputsConfig, load_config
 from .packets import PacketDownloader
@@ -42,9 +42,10 @@ class TriggerOutputsState:
     client: TriggerClient
     #: The credential-free downloader of presigned URLs.
     downloader: PacketDownloader
-    #: The cache of finished runs' packets, or ``None`` when
+    #: The cache of finished runs and their packets, with the counters of
+    #: cache and download activity. It stores nothing when
     #: ``TRIGGER_OUTPUTS_CACHE_MAX_BYTES`` is 0.
-    cache: OutputCache | None
+    cache: OutputCache
     #: Reads runs, outputs and payloads through the client, downloader and cache.
     reader: RunReader
     #: The extension object that registered this state.
@@ -113,7 +114,7 @@ class TriggerOutputs:
             )
 
         config = load_config(app)
-        state = create_state(config, self)
+        state = create_state(config, self, cache=create_cache(app, config))
         app.extensions[EXTENSION_KEY] = state
 
         if self.register_blueprint:
@@ -129,8 +130,39 @@ class TriggerOutputs:
         )
 
 
-def create_state(config: TriggerOutputsConfig, extension: TriggerOutputs) -> TriggerOutputsState:
-    """Create the clients, cache and reader for one app from its configuration."""
+def create_cache(app: Flask, config: TriggerOutputsConfig) -> OutputCache:
+    """Create the cache of finished runs' packets for one app.
+
+    With ``TRIGGER_OUTPUTS_REDIS_URL`` set, the cache has a shared tier on
+    Redis, which needs the ``redis`` extra. Otherwise it lives in this
+    process. With ``TRIGGER_OUTPUTS_CACHE_MAX_BYTES`` set to 0 the
+    in-process tier stores nothing, but it still merges concurrent reads of
+    one run and keeps the counters.
+
+    :raises ConfigurationError: if a Redis setting is invalid.
+    """
+    if app.config.get("TRIGGER_OUTPUTS_REDIS_URL"):
+        # Imported here because the shared tier imports redis, an optional extra.
+        from .shared_tier import create_output_cache, load_redis_config
+
+        cache = create_output_cache(config, load_redis_config(app.config))
+        assert cache is not None  # a Redis URL always gives a tiered cache
+        return cache
+
+    return OutputCache(
+        max_bytes=config.cache_max_bytes,
+        ttl=config.cache_ttl,
+        max_entry_share=config.cache_max_entry_share,
+        coalesce_window=config.poll_coalesce,
+        api_url=config.api_url,
+        environment=environment_id(config.secret_key, config.preview_branch),
+    )
+
+
+def create_state(
+    config: TriggerOutputsConfig, extension: TriggerOutputs, *, cache: OutputCache
+) -> TriggerOutputsState:
+    """Create the clients and reader for one app from its configuration."""
     client = TriggerClient(
         config.secret_key,
         api_url=config.api_url,
@@ -149,15 +181,6 @@ def create_state(config: TriggerOutputsConfig, extension: TriggerOutputs) -> Tri
         max_tries=config.max_tries,
         max_time=config.max_retry_time,
     )
-
-    cache = None
-    if config.cache_max_bytes > 0:
-        cache = OutputCache(
-            max_bytes=config.cache_max_bytes,
-            ttl=config.cache_ttl,
-            max_entry_share=config.cache_max_entry_share,
-            coalesce_window=config.poll_coalesce,
-        )
 
     reader = RunReader(client, downloader, cache=cache)
 

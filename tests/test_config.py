@@ -220,13 +220,13 @@ def test_load_config_invalid_number_message() -> None:
     assert str(error) == "TRIGGER_OUTPUTS_MAX_TRIES must be a whole number of 1 or more, got 0."
 
 
-@pytest.mark.parametrize("value", ["", "site crawl", "a/b", "x" * 129, None])
+@pytest.mark.parametrize("value", ["", "site crawl", "crawl\u00e9", "x" * 129, None])
 def test_load_config_invalid_task_id(value: object) -> None:
     error = load_error(TRIGGER_SECRET_KEY=SECRET_KEY, TRIGGER_OUTPUTS_TASK_SITE_AUDIT=value)
 
     assert error.key == "TRIGGER_OUTPUTS_TASK_SITE_AUDIT"
     assert str(error).startswith(
-        "TRIGGER_OUTPUTS_TASK_SITE_AUDIT must be a task identifier of 1 to 128 characters"
+        "TRIGGER_OUTPUTS_TASK_SITE_AUDIT must be a task identifier of 1 to 128 printable ASCII"
     )
 
 

@@ -632,7 +632,10 @@ def test_content_analyze_concurrent_polls(server: EmulatorServer) -> None:
     assert len(analysis_runs(server)) == 1
 
 
-def test_content_analyze_large_extraction(client: FlaskClient, server: EmulatorServer) -> None:
+def test_content_analyze_large_extraction(server: EmulatorServer) -> None:
+    # Polls within the coalescing window share one run state, so the poll
+    # right after the analysis finished could still see it running.
+    client = make_app(server, TRIGGER_OUTPUTS_POLL_COALESCE=0.0).test_client()
     extraction_id = start_and_wait(
         client, server, "/api/content/analyze", {"text": "word ", "repeat": 150_000}
     )
