@@ -3,8 +3,8 @@
 This module is the boundary between ``requests`` and the package: every
 ``requests`` exception and every error status is translated here into an
 exception from :mod:`flask_trigger_outputs.errors`, raised ``from`` the
-original. Messages name the run or task and say what to do next; they never
-contain the secret key.
+original. Messages name the run or task and what to do next, and never contain
+the secret key.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class _BearerAuth(requests.auth.AuthBase):
 class TriggerClient:
     """A client of the Trigger.dev REST API for one project environment.
 
-    It holds a pooled :class:`requests.Session` that sends the secret key to
+    It keeps a pooled :class:`requests.Session` that sends the secret key to
     the API host only. Presigned storage URLs go through a separate session
     without credentials.
 
@@ -192,7 +192,7 @@ class TriggerClient:
         :raises InvalidRunIdError: ``run_id`` is not a run id.
         :raises RunNotFoundError: no run has this id in the key's environment.
         :raises AuthenticationError: the API rejected the secret key.
-        :raises RateLimitError: the API kept answering 429.
+        :raises RateLimitError: the API kept responding with 429.
         :raises UpstreamUnavailableError: the API could not be reached or
             kept failing.
         :raises UpstreamTimeoutError: the API kept timing out.
@@ -231,7 +231,7 @@ class TriggerClient:
             for the types that serialize.
         :param idempotency_key: Trigger.dev returns the existing run instead
             of starting a new one when a run of this task already used the
-            key. The key is sent as given; the Node SDK hashes string keys
+            key. The key is sent as given. The Node SDK hashes string keys
             first, so the same string used from Node and from here names two
             different keys.
         :param tags: run tags.
@@ -289,7 +289,7 @@ class TriggerClient:
             return validate_run_id(run_id)
         except ValueError as exc:
             raise ApiError(
-                f"Trigger.dev answered the trigger of task {task_id!r} without a valid run id.",
+                f"Trigger.dev responded to the trigger of task {task_id!r} without a valid run id.",
                 task_id=task_id,
             ) from exc
 
@@ -314,7 +314,7 @@ class TriggerClient:
         storage_path = answer.get("storagePath") or filename
         if not isinstance(url, str) or not isinstance(storage_path, str):
             raise ApiError(
-                f"Trigger.dev answered the upload request for {filename!r} without a"
+                f"Trigger.dev responded to the upload request for {filename!r} without a"
                 " presigned URL.",
                 task_id=task_id,
             )
@@ -337,7 +337,7 @@ class TriggerClient:
         url = answer.get("presignedUrl")
         if not isinstance(url, str):
             raise ApiError(
-                f"Trigger.dev answered the download request for {filename!r} without a"
+                f"Trigger.dev responded to the download request for {filename!r} without a"
                 " presigned URL.",
                 run_id=run_id,
             )
@@ -431,14 +431,14 @@ class TriggerClient:
             answer = response.json()
         except ValueError as exc:
             raise ApiError(
-                f"Trigger.dev answered with a body that is not JSON while {action}.",
+                f"Trigger.dev responded with a body that is not JSON while {action}.",
                 run_id=run_id,
                 task_id=task_id,
                 status_code=response.status_code,
             ) from exc
         if not isinstance(answer, dict):
             raise ApiError(
-                f"Trigger.dev answered with JSON that is not an object while {action}.",
+                f"Trigger.dev responded with JSON that is not an object while {action}.",
                 run_id=run_id,
                 task_id=task_id,
                 status_code=response.status_code,
@@ -471,7 +471,7 @@ class TriggerClient:
             failure.cause is not None and isinstance(failure.cause, requests.Timeout)
         ):
             return UpstreamTimeoutError(
-                f"Trigger.dev did not answer in time while {action}, after {tries}."
+                f"Trigger.dev did not respond in time while {action}, after {tries}."
                 " Try again later.",
                 status_code=status,
                 run_id=run_id,
@@ -494,7 +494,7 @@ class TriggerClient:
                 task_id=task_id,
             )
         return ApiError(
-            f"Trigger.dev kept answering HTTP {status} while {action}, after {tries}.",
+            f"Trigger.dev kept responding with HTTP {status} while {action}, after {tries}.",
             status_code=status,
             run_id=run_id,
             task_id=task_id,
@@ -508,7 +508,7 @@ class TriggerClient:
         task_id: str | None,
         is_run_lookup: bool,
     ) -> TriggerOutputsError:
-        """Build the error for a final answer with a non-2xx status."""
+        """Build the error for a final response with a non-2xx status."""
         status = response.status_code
         server_message = _server_message(response)
 
@@ -550,7 +550,7 @@ class TriggerClient:
 
 
 def _should_retry(response: requests.Response) -> bool:
-    """Decide whether an answer is worth another attempt, honouring the
+    """Decide whether a response is worth another attempt, honouring the
     server's ``x-should-retry`` header first."""
     should_retry = response.headers.get("x-should-retry", "").strip().lower()
     if should_retry == "true":

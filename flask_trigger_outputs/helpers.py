@@ -57,7 +57,7 @@ def get_run_output(run_id: str, *, as_json: bool = False) -> Any:
     :raises InvalidRunIdError: ``run_id`` is not a run id.
     :raises RunNotFinishedError: the run has not finished yet.
     :raises RunFailedError: the run failed, crashed, was canceled, expired
-        or timed out; ``error_name`` and ``error_message`` say why.
+        or timed out; ``error_name`` and ``error_message`` give the reason.
     :raises OutputUnavailableError: the run completed but Trigger.dev sent
         neither the output nor a URL for it.
     :raises TriggerOutputsError: the API call, the download or decoding
@@ -93,8 +93,8 @@ def get_run_result(run_id: str, *, as_json: bool = True) -> RunResult:
 
     It does not raise for a run that is still running or that failed:
     check ``result.run.is_finished``, ``result.run.is_success`` and
-    ``result.run.error``. ``result.has_output`` says whether
-    ``result.output`` holds the output.
+    ``result.run.error``. ``result.has_output`` tells whether
+    ``result.output`` contains the output.
 
     :param run_id: the run.
     :param as_json: return the output in its JSON form (the default) rather

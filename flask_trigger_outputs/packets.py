@@ -1,9 +1,9 @@
 """Downloads of offloaded packets from presigned object-storage URLs.
 
 The storage host gets its own :class:`requests.Session`, separate from the
-API session, that never sends credentials: no ``Authorization`` header (S3
-and R2 reject a request carrying two auth mechanisms, and the secret key
-must not leak to the storage host), no cookies, no ``.netrc`` login.
+API session, that never sends credentials: no ``Authorization`` header, no
+cookies, no ``.netrc`` login. S3 and R2 reject a request that carries two
+auth mechanisms, and the secret key must not leak to the storage host.
 
 A presigned URL carries its signature in the query string, so the URL is
 sent exactly as received and never appears in logs or messages with its
@@ -86,8 +86,8 @@ class _NoCredentials(requests.auth.AuthBase):
     header from a prepared request.
 
     requests copies the session's cookies into a fresh jar for every
-    request, so the jar's policy alone does not keep them from being sent;
-    this hook runs after the cookies are added. Setting it as the session's
+    request, so the jar's policy alone does not keep them from being sent.
+    This hook runs after the cookies are added. Setting it as the session's
     ``auth`` also stops requests from looking up ``.netrc`` credentials.
     """
 
@@ -150,9 +150,9 @@ class Packet:
 class PacketDownloader:
     """Download packets from presigned URLs, with retries and a size cap.
 
-    Retries cover 5xx, 408 and 429 answers, connection errors, timeouts and
+    Retries cover 5xx, 408 and 429 responses, connection errors, timeouts and
     bodies shorter than their ``Content-Length``. A 403 raises
-    :class:`ExpiredUrlError` at once. Other 4xx answers raise
+    :class:`ExpiredUrlError` at once. Other 4xx responses raise
     :class:`~flask_trigger_outputs.errors.StorageError` without a retry.
 
     Redirects are followed only within the same scheme, host and port, at
@@ -202,7 +202,7 @@ class PacketDownloader:
 
         :param url: the presigned URL, used exactly as given.
         :param run_id: the run the packet belongs to, for messages and logs.
-        :raises ExpiredUrlError: the storage host answered 403.
+        :raises ExpiredUrlError: the storage host responded with 403.
         :raises OutputTooLargeError: the body is larger than ``max_size``.
         :raises UpstreamTimeoutError: the storage host kept timing out.
         :raises StorageError: any other failure, after retries where they
@@ -235,7 +235,7 @@ class PacketDownloader:
         when it passes ``max_size``. Close the iterator (or exhaust it) to
         release the connection.
 
-        :raises ExpiredUrlError: the storage host answered 403.
+        :raises ExpiredUrlError: the storage host responded with 403.
         :raises OutputTooLargeError: the announced ``Content-Length`` is
             larger than ``max_size``.
         :raises StorageError: the download could not be opened.
@@ -277,7 +277,7 @@ class PacketDownloader:
         tries = f"{failure.attempts} attempt{'s' if failure.attempts != 1 else ''}"
         if failure.cause is not None and _is_timeout(failure.cause):
             return UpstreamTimeoutError(
-                f"The storage host {host} did not answer within {self.read_timeout:g} s"
+                f"The storage host {host} did not respond within {self.read_timeout:g} s"
                 f" while downloading {_subject(run_id)} ({tries}). Try again later.",
                 run_id=run_id,
             )
@@ -359,7 +359,7 @@ class PacketDownloader:
             return TransientError(detail, status_code=status)
 
         return StorageError(
-            f"The storage host {_host(url)} answered {detail} for {_subject(run_id)}."
+            f"The storage host {_host(url)} responded with {detail} for {_subject(run_id)}."
             " The stored packet may have been deleted.",
             run_id=run_id,
             status_code=status,
@@ -452,7 +452,7 @@ class PacketUploader:
     Used by :meth:`~flask_trigger_outputs.client.TriggerClient.trigger` for
     payloads too large to send inline. Like :class:`PacketDownloader`, it
     uses a session without credentials or cookies and sends the URL exactly
-    as received. Retries cover 5xx, 408 and 429 answers, connection errors
+    as received. Retries cover 5xx, 408 and 429 responses, connection errors
     and timeouts; a PUT of the same bytes to the same URL is idempotent.
 
     :param connect_timeout: seconds to wait for a connection.
@@ -541,7 +541,7 @@ class PacketUploader:
             tries = f"{failure.attempts} attempt{'s' if failure.attempts != 1 else ''}"
             if failure.cause is not None and _is_timeout(failure.cause):
                 raise UpstreamTimeoutError(
-                    f"The storage host {host} did not answer within {self.read_timeout:g} s"
+                    f"The storage host {host} did not respond within {self.read_timeout:g} s"
                     f" while uploading {subject} ({tries}). Try again later.",
                     task_id=task_id,
                 ) from failure.cause

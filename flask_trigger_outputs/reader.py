@@ -78,7 +78,7 @@ class RunResult:
     run: Run
     #: The output, in the form requested from :meth:`RunReader.get_result`.
     output: Any = None
-    #: Whether ``output`` holds the run's output.
+    #: Whether ``output`` contains the run's output.
     has_output: bool = False
     #: Size of the output in bytes; see :attr:`LoadedPacket.size`.
     output_size: int | None = None
@@ -146,8 +146,8 @@ class RunReader:
         An offloaded output is downloaded and decoded: typed Python values by
         default, its JSON form with ``as_json=True``. An output returned
         inline is always in its JSON form (dates as ISO-8601 strings, maps as
-        lists of pairs), because the API sends no more than that; see the
-        module documentation.
+        lists of pairs), because the API sends no more than that. The module
+        documentation explains why.
 
         :param run_id: the run to read.
         :param as_json: return the JSON form, which is the same whether the

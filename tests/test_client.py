@@ -335,7 +335,7 @@ def test_read_timeout(trigger_emulator: EmulatorServer, fake_time: FakeTime) -> 
         client.retrieve_run("run_abc")
 
     assert info.value.message == (
-        "Trigger.dev did not answer in time while retrieving run 'run_abc', after"
+        "Trigger.dev did not respond in time while retrieving run 'run_abc', after"
         " 2 attempts in 0.5 s. Try again later."
     )
     assert trigger_emulator.emulator.stats.api_calls["retrieve"] == 2

@@ -282,7 +282,7 @@ def test_download_read_timeout(trigger_emulator: EmulatorServer, fake_time: Fake
         downloader.download(url, run_id=RUN_ID)
 
     assert info.value.message == (
-        f"The storage host {trigger_emulator.url[7:]} did not answer within 0.1 s while"
+        f"The storage host {trigger_emulator.url[7:]} did not respond within 0.1 s while"
         f" downloading the packet of run {RUN_ID!r} (2 attempts). Try again later."
     )
     assert trigger_emulator.emulator.stats.downloads[key] == 2
