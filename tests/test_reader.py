@@ -242,8 +242,8 @@ def test_load_packet_refreshes_expired_url() -> None:
         reader = make_reader(server)
         run_id = emulator.create_run(output=OUTPUT, offload_output=True)
         run = reader.get_run(run_id)
-        # The URL in ``run`` expires; the storage host answers 403
-        # "Request has expired" and the reader asks for a fresh one.
+        # The URL in ``run`` expires, so the storage host responds with 403
+        # "Request has expired" and the reader requests a fresh one.
         now[0] += 301.0
 
         loaded = reader.load_packet(run, "output", as_json=False)
@@ -459,7 +459,7 @@ def test_vectors_read_the_same_inline_and_offloaded(
         inline_json = reader.get_output(inline, as_json=True)
 
         # A lone surrogate in text/plain data cannot be stored as UTF-8, so
-        # the stored packet holds U+FFFD in its place. JSON data escapes it.
+        # the stored packet contains U+FFFD in its place. JSON data escapes it.
         expected = case["expected_as_json"]
         expected_offloaded = expected
         if packet.data_type == "text/plain":

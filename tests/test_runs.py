@@ -147,7 +147,7 @@ def test_run_from_api_unknown_status_uses_booleans() -> None:
     assert not pending.is_finished
 
 
-def test_run_from_api_falls_back_to_status_without_booleans() -> None:
+def test_run_from_api_without_booleans() -> None:
     raw = {"id": "run_abc", "status": "COMPLETED", "taskIdentifier": "site-crawl"}
     failed = {"id": "run_abc", "status": "CRASHED"}
     unknown = {"id": "run_abc", "status": "WEIRD"}
