@@ -129,7 +129,7 @@ class ExpiredUrlError(StorageError):
     """The storage host rejected a presigned URL with 403, usually because
     it expired. Retrying the same URL cannot help: retrieve the run again
     for a fresh one. It keeps the ``storage_error`` code of its base class,
-    so a route that lets it through answers like any storage failure."""
+    so a route that lets it through responds as to any storage failure."""
 
 
 @dataclass(frozen=True)
