@@ -1,4 +1,4 @@
-"""The emulator's API routes, run lifecycle and error answers, over real HTTP."""
+"""The emulator's API routes, run lifecycle and error responses, over real HTTP."""
 
 from __future__ import annotations
 
@@ -513,6 +513,7 @@ def test_invalid_stored_output_is_500_without_traceback(
     assert response.status_code == 500
     assert response.json() == {"error": "Internal Server Error"}
     assert "Traceback" not in response.text
+    assert "failed to handle a request" in caplog.text
 
 
 # -- create_run and wait_for_run ------------------------------------------

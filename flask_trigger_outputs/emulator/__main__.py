@@ -95,8 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     server = EmulatorServer(emulator, port=args.port)
-    print(server.url, flush=True)
     try:
+        print(server.url, flush=True)
         server.serve_forever()
     except KeyboardInterrupt:
         pass

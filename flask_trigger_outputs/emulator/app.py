@@ -1,4 +1,4 @@
-"""The emulator: a WSGI app that answers like the Trigger.dev API and its object store."""
+"""The emulator: a WSGI app that responds like the Trigger.dev API and its object store."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ _URL_MAP = Map(
 
 
 def echo(payload: Any, context: TaskContext) -> Any:
-    """The built-in ``echo`` task: its output is its payload."""
+    """Return the payload unchanged; the built-in ``echo`` task."""
     return payload
 
 
@@ -66,7 +66,7 @@ class Emulator:
 
     The object is a WSGI application. Serve it with
     :class:`~flask_trigger_outputs.emulator.EmulatorServer`, or with any WSGI
-    server. It answers:
+    server. It serves:
 
     - ``GET /api/v3/runs/{runId}``: the run, shaped like Trigger.dev's
       ``RetrieveRunResponse``.
@@ -179,10 +179,10 @@ class Emulator:
     ) -> str:
         """Create a run directly in any status, without executing a task.
 
-        Use it for states a task cannot reach on demand: a run still
-        QUEUED, a status string Trigger.dev may add later, a COMPLETED run
-        with no output at all (leave ``output`` out), or a packet written
-        by another serializer (pass a :class:`StoredPacket`).
+        Use it for states a task cannot reach on demand. Examples are a run
+        still QUEUED, a status string Trigger.dev may add later, or a
+        COMPLETED run with no output at all (leave ``output`` out). Pass a
+        :class:`StoredPacket` to store a packet written by another serializer.
 
         :param task_id: need not be a registered task.
         :param status: any string, including unknown ones.
@@ -493,9 +493,9 @@ def _parse_trigger_options(body: Any) -> dict[str, Any]:
 def _payload_packet(body: dict[str, Any], options: dict[str, Any]) -> StoredPacket:
     """Build the payload packet as Trigger.dev's trigger service does.
 
-    With the default type ``application/json`` the payload is any JSON value
-    and is stored as its JSON text; with any other type it must be the packet
-    data as a string, for ``application/store`` the storage path of an
+    With the default type ``application/json`` the payload is any JSON value,
+    stored as its JSON text. With any other type it must be the packet data as
+    a string. For ``application/store`` that string is the storage path of an
     uploaded packet.
     """
     payload_type = options.get("payloadType") or JSON

@@ -1,8 +1,8 @@
 """Failures that tests inject into the emulator's later responses.
 
 Each control applies to the next N matching requests and then disarms
-itself, so a test can say "the first two downloads fail, the third works" and
-check that a client retried. Controls live on a Python handle
+itself, so a test can make the first two downloads fail and the third succeed,
+then check that a client retried. Controls live on a Python handle
 (``emulator.faults``), never on an HTTP route, so nothing outside the test
 process can switch them on. Every method is thread-safe.
 """
@@ -28,7 +28,7 @@ _RESET_FLUSH_DELAY = 0.05
 
 @dataclass
 class ApiFailure:
-    """An injected API failure: the status, headers and JSON body to answer with."""
+    """An injected API failure: the status, headers and JSON body of the response."""
 
     status: int
     headers: dict[str, str]
@@ -51,10 +51,23 @@ class DownloadFault:
 
 
 @dataclass
-class _Rule:
+class _ApiRule:
     remaining: int
     path_prefix: str | None
     make: Callable[[], ApiFailure]
+
+
+@dataclass
+class _StorageRule:
+    remaining: int
+    status: int
+    method: str | None
+
+
+@dataclass
+class _DownloadRule:
+    remaining: int
+    fault: DownloadFault
 
 
 class Faults:
@@ -67,9 +80,9 @@ class Faults:
     def __init__(self, expire_urls: Callable[[], None]) -> None:
         self._expire_urls = expire_urls
         self._lock = threading.Lock()
-        self._api_rules: list[_Rule] = []
-        self._storage_failures: list[list[Any]] = []
-        self._download_faults: list[list[Any]] = []
+        self._api_rules: list[_ApiRule] = []
+        self._storage_failures: list[_StorageRule] = []
+        self._download_faults: list[_DownloadRule] = []
         self._bad_signatures = 0
         self._signing_failures = 0
         self._api_latency = 0.0
@@ -85,7 +98,7 @@ class Faults:
         path_prefix: str | None = None,
         should_retry: bool | None = None,
     ) -> None:
-        """Answer the next ``times`` API requests with ``status``.
+        """Fail the next ``times`` API requests with ``status``.
 
         The body is ``{"error": "..."}`` like Trigger.dev's own errors.
 
@@ -109,7 +122,7 @@ class Faults:
     def rate_limit(
         self, times: int = 1, *, reset_after: float = 0.2, path_prefix: str | None = None
     ) -> None:
-        """Answer the next ``times`` API requests with 429 Too Many Requests.
+        """Reject the next ``times`` API requests with 429 Too Many Requests.
 
         The response carries ``x-ratelimit-reset``, the Unix time in
         milliseconds when the limit resets: ``reset_after`` seconds after the
@@ -145,7 +158,7 @@ class Faults:
 
         A run whose output or payload is offloaded then comes back with
         neither ``output`` nor ``outputPresignedUrl`` (and likewise for the
-        payload), which is what Trigger.dev answers when it fails to sign a
+        payload), which is what Trigger.dev returns when it fails to sign a
         URL. Inline data is unaffected.
         """
         with self._lock:
@@ -166,7 +179,7 @@ class Faults:
             downloads, ``"PUT"`` for uploads, None for both.
         """
         with self._lock:
-            self._storage_failures.append([times, status, method])
+            self._storage_failures.append(_StorageRule(times, status, method))
 
     def truncate_downloads(self, times: int = 1, keep_bytes: int = 100) -> None:
         """Cut the next ``times`` downloads short.
@@ -260,12 +273,11 @@ class Faults:
     def take_storage_failure(self, method: str) -> int | None:
         """Consume an armed storage failure for ``method`` and return its status."""
         with self._lock:
-            for entry in self._storage_failures:
-                times, status, only_method = entry
-                if times > 0 and (only_method is None or only_method == method):
-                    entry[0] -= 1
-                    self._storage_failures = [e for e in self._storage_failures if e[0] > 0]
-                    return int(status)
+            for rule in self._storage_failures:
+                if rule.remaining > 0 and rule.method in (None, method):
+                    rule.remaining -= 1
+                    self._storage_failures = [r for r in self._storage_failures if r.remaining > 0]
+                    return rule.status
         return None
 
     def take_bad_signature(self) -> bool:
@@ -287,27 +299,26 @@ class Faults:
     def take_download_fault(self) -> DownloadFault | None:
         """Consume and return the first armed download fault."""
         with self._lock:
-            for entry in self._download_faults:
-                if entry[0] > 0:
-                    entry[0] -= 1
-                    self._download_faults = [e for e in self._download_faults if e[0] > 0]
-                    fault: DownloadFault = entry[1]
-                    return fault
+            for rule in self._download_faults:
+                if rule.remaining > 0:
+                    rule.remaining -= 1
+                    self._download_faults = [r for r in self._download_faults if r.remaining > 0]
+                    return rule.fault
         return None
 
     def _add_api_rule(
         self, times: int, path_prefix: str | None, make: Callable[[], ApiFailure]
     ) -> None:
         with self._lock:
-            self._api_rules.append(_Rule(times, path_prefix, make))
+            self._api_rules.append(_ApiRule(times, path_prefix, make))
 
     def _add_download_fault(self, times: int, fault: DownloadFault) -> None:
         with self._lock:
-            self._download_faults.append([times, fault])
+            self._download_faults.append(_DownloadRule(times, fault))
 
 
 def faulty_body(data: bytes, fault: DownloadFault, sock: socket.socket | None) -> Iterator[bytes]:
-    """Yield a response body that misbehaves as ``fault`` says.
+    """Yield a response body that misbehaves as ``fault`` describes.
 
     :param sock: the client connection (werkzeug's ``werkzeug.socket``), used
         to reset it; without one a reset degrades to a truncated body.

@@ -87,7 +87,7 @@ def new_run_id() -> str:
 
 @dataclass
 class RunRecord:
-    """Everything the emulator knows about one run.
+    """The emulator's state of one run.
 
     Times are Unix seconds. ``payload`` and ``output`` are stored packets; an
     offloaded one has data type ``application/store`` and the object key as
@@ -114,7 +114,7 @@ class RunRecord:
 
 
 class TaskContext:
-    """What a running task can see and change about its run.
+    """The view a running task has of its own run, for reading and updating metadata.
 
     :param registry: the registry that owns the run.
     :param run_id: the run being executed.
@@ -260,7 +260,7 @@ class RunRegistry:
             if task_id not in self._tasks:
                 raise KeyError(task_id)
             if request_key is not None and request_key in self._request_keys:
-                # Trigger.dev answers a repeated request with isCached false.
+                # Trigger.dev returns isCached false for a repeated request.
                 return self._request_keys[request_key], False
             if idempotency_key is not None and (task_id, idempotency_key) in self._idempotency:
                 run_id = self._idempotency[task_id, idempotency_key]

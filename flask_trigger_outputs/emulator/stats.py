@@ -12,7 +12,7 @@ MAX_LOGGED_REQUESTS = 10_000
 
 @dataclass(frozen=True)
 class RecordedRequest:
-    """One request the emulator received, with the status it answered.
+    """One request the emulator received, with the status of its response.
 
     ``kind`` is ``"api"``, ``"storage"`` or ``"unknown"``; ``route`` names the
     API route (``"retrieve"``, ``"trigger"``, ``"upload_url"``,
@@ -31,9 +31,11 @@ class RecordedRequest:
 
 @dataclass
 class Stats:
-    """What the emulator has served so far. Every method is thread-safe.
+    """Counters and a request log of everything the emulator served.
 
-    Counters count requests as they arrive, including the ones answered with
+    Every method is thread-safe.
+
+    Counters count requests as they arrive, including the ones that got
     an injected failure, so a test can count a client's retries.
     """
 

@@ -29,7 +29,7 @@ _SIGNATURE_SEPARATOR = "&X-Amz-Signature="
 
 _DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 
-#: S3 error codes for the statuses the emulator answers with.
+#: S3 error codes for the statuses the emulator responds with.
 _ERROR_CODES = {
     400: "InvalidRequest",
     403: "AccessDenied",
