@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .client import TriggerClient
 from .errors import (
     ApiError,
     AuthenticationError,
@@ -19,6 +20,11 @@ from .errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
+from .extension import TriggerOutputs
+from .helpers import get_run_output, get_run_payload, get_run_result
+from .packets import PacketDownloader
+from .reader import RunReader, RunResult
+from .runs import Run
 
 __all__ = [
     "ApiError",
@@ -27,13 +33,22 @@ __all__ = [
     "OutputTooLargeError",
     "OutputUnavailableError",
     "PacketDecodeError",
+    "PacketDownloader",
     "PayloadTooLargeError",
     "RateLimitError",
+    "Run",
     "RunFailedError",
     "RunNotFinishedError",
     "RunNotFoundError",
+    "RunReader",
+    "RunResult",
     "StorageError",
+    "TriggerClient",
+    "TriggerOutputs",
     "TriggerOutputsError",
     "UpstreamTimeoutError",
     "UpstreamUnavailableError",
+    "get_run_output",
+    "get_run_payload",
+    "get_run_result",
 ]
