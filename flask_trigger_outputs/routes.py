@@ -24,6 +24,7 @@ from .reader import RunResult
 from .request_body import read_json_object, read_optional_run_id, read_run_id
 from .runs import Run
 from .serialize import result_to_json, run_to_json
+from .stream import json_response, packet_response, read_output_format
 
 if TYPE_CHECKING:
     from .extension import TriggerOutputs, TriggerOutputsState
@@ -122,7 +123,7 @@ def create_blueprint(extension: TriggerOutputs) -> Blueprint:
                     url_for(f".{route.name}", runId=run_id),
                 )
 
-            return jsonify(read_task_run(state, extension, route, task_id))
+            return read_task_run(state, extension, route, task_id)
 
         view.__name__ = route.name
         return view
@@ -143,7 +144,7 @@ def create_blueprint(extension: TriggerOutputs) -> Blueprint:
                 url_for(f".{CONTENT_ANALYZE}", extractionRunId=run_id),
             )
 
-        return jsonify(read_content_analysis(state, extension))
+        return read_content_analysis(state, extension)
 
     blueprint.add_url_rule(
         "/api/content/analyze", view_func=content_analyze, methods=_ROUTED_METHODS
@@ -223,29 +224,47 @@ def load_result(state: TriggerOutputsState, run: Run, *, include_output: bool) -
         source = run.output
         return RunResult(run=run, output_offloaded=source.offloaded if source.available else None)
 
-    loaded = state.reader.load_packet(run, "output", as_json=True)
+    # The cached packet holds the output's JSON text, which the response
+    # includes as is, so a cache hit decodes and serializes nothing.
+    packet = state.reader.load_cached_packet(run, "output")
     return RunResult(
         run=run,
-        output=loaded.value,
         has_output=True,
-        output_size=loaded.size,
-        output_offloaded=loaded.offloaded,
+        output_size=packet.size,
+        output_offloaded=packet.offloaded,
+        output_json=packet.json_body,
     )
 
 
 def read_task_run(
     state: TriggerOutputsState, extension: TriggerOutputs, route: TaskRoute, task_id: str
-) -> dict[str, Any]:
-    """Build the GET answer of a single-task route."""
+) -> Response:
+    """Build the GET answer of a single-task route.
+
+    With ``format=raw`` the answer is the stored output packet itself, and
+    with ``format=redirect`` a 307 to a presigned URL of it.
+    """
     run_id = read_run_id("runId")
+    output_format = read_output_format() if route.include_output else "json"
     run = load_checked_run(state, extension, route.name, run_id, task_id)
+
+    if output_format != "json":
+        return packet_response(
+            run,
+            "output",
+            client=state.client,
+            downloader=state.downloader,
+            cache=state.cache,
+            cached=state.cache.get(state.cache.key(run.id, "output")),
+            redirect=output_format == "redirect",
+        )
 
     result = load_result(state, run, include_output=route.include_output)
 
-    return result_to_json(result)
+    return json_response(result_to_json(result), result.output_json)
 
 
-def read_content_analysis(state: TriggerOutputsState, extension: TriggerOutputs) -> dict[str, Any]:
+def read_content_analysis(state: TriggerOutputsState, extension: TriggerOutputs) -> Response:
     """Build the GET answer of ``/api/content/analyze``.
 
     Once the extraction run succeeded, the analysis run is started with the
@@ -269,7 +288,7 @@ def read_content_analysis(state: TriggerOutputsState, extension: TriggerOutputs)
         analysis_id = start_analysis(state, extension, extraction, link_tag)
 
     if analysis_id is None:
-        return content_analysis_body(extraction, None, None)
+        return json_response(content_analysis_body(extraction, None, None))
 
     analysis = load_checked_run(
         state,
@@ -282,7 +301,9 @@ def read_content_analysis(state: TriggerOutputsState, extension: TriggerOutputs)
 
     result = load_result(state, analysis, include_output=True)
 
-    return content_analysis_body(extraction, analysis, result_to_json(result))
+    return json_response(
+        content_analysis_body(extraction, analysis, result_to_json(result)), result.output_json
+    )
 
 
 def start_analysis(

@@ -50,7 +50,9 @@ def result_to_json(result: RunResult) -> dict[str, Any]:
     body["outputSize"] = result.output_size
     body["outputOffloaded"] = result.output_offloaded
 
-    if result.has_output:
+    # A result with output_json leaves the output to the response, which
+    # inserts that JSON text as is.
+    if result.has_output and result.output_json is None:
         body["output"] = result.output
 
     return body

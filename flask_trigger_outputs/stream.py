@@ -1,0 +1,244 @@
+"""Responses that send packet bytes without decoding them.
+
+Two kinds of response live here:
+
+- :func:`json_response_with_output` builds a route's JSON body around an
+  output that is already serialized (a cached
+  :class:`~flask_trigger_outputs.cache.CachedPacket`'s ``json_body``), so a
+  cache hit copies bytes instead of decoding and serializing megabytes.
+- :func:`packet_response` relays the stored packet as Trigger.dev stored it,
+  chunk by chunk and with its original ``Content-Type``, for clients that
+  decode superjson themselves. Memory per request is bounded by the chunk
+  size. In redirect mode it answers 307 with a fresh presigned URL instead,
+  so the bytes never pass through the app.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+from flask import Response, current_app, jsonify, request
+
+from .errors import OutputUnavailableError, RunFailedError, RunNotFinishedError
+from .packets import ExpiredUrlError, redact_url
+from .request_body import InvalidRequestError
+from .runs import Run, find_packet
+
+if TYPE_CHECKING:
+    from .cache import CachedPacket, CacheStats, OutputCache
+    from .client import TriggerClient
+    from .packets import PacketDownloader
+
+logger = logging.getLogger(__name__)
+
+#: Size of the pieces relayed to the client, in bytes.
+DEFAULT_CHUNK_SIZE = 64 * 1024
+
+#: Media type sent when the storage host gives none; the official SDK
+#: assumes the same.
+DEFAULT_DATA_TYPE = "application/json"
+
+PacketKind = Literal["output", "payload"]
+
+#: Values of the ``format`` query parameter of the GET routes: ``json``
+#: (the default) answers the run as JSON, ``raw`` relays the stored output
+#: packet, ``redirect`` answers 307 to a presigned URL of it.
+OUTPUT_FORMATS = ("json", "raw", "redirect")
+
+
+def read_output_format() -> str:
+    """Read the ``format`` query parameter of the current request.
+
+    :raises InvalidRequestError: if the value is not one of
+        :data:`OUTPUT_FORMATS` or is given more than once.
+    """
+    values = request.args.getlist("format")
+    if not values:
+        return "json"
+    if len(values) > 1 or values[0] not in OUTPUT_FORMATS:
+        raise InvalidRequestError(
+            f"Invalid format {', '.join(repr(v) for v in values)}: expected one of"
+            f" {', '.join(OUTPUT_FORMATS)}, once.",
+            field="format",
+        )
+    return values[0]
+
+
+def json_response(body: Mapping[str, Any], output_json: bytes | None = None) -> Response:
+    """Answer ``body`` as JSON, with ``output_json`` inserted as its
+    ``output`` field when it is given; see :func:`json_response_with_output`."""
+    if output_json is None:
+        return jsonify(dict(body))
+    return json_response_with_output(body, output_json)
+
+
+def json_response_with_output(
+    body: Mapping[str, Any],
+    output_json: bytes,
+    *,
+    key: str = "output",
+    status: int = 200,
+) -> Response:
+    """Build a JSON response from ``body`` with ``output_json`` inserted,
+    as is, as the value of ``key``.
+
+    ``body`` is serialized with the app's JSON provider. Only the small
+    outer object is serialized per request: the output bytes are passed to
+    the server as a separate piece of the response body.
+
+    :param body: the other fields of the response. Must not contain ``key``.
+    :param output_json: UTF-8 JSON text of the value.
+    :param key: the field that holds the value.
+    :param status: the HTTP status.
+    :raises ValueError: if ``body`` already contains ``key``.
+    """
+    if key in body:
+        raise ValueError(
+            f"The response body already contains {key!r}; remove it to insert the output."
+        )
+
+    outer = current_app.json.dumps(dict(body)).encode("utf-8")
+    separator = b"," if len(body) else b""
+    head = outer[:-1] + separator + current_app.json.dumps(key).encode("utf-8") + b":"
+    pieces = [head, output_json, b"}\n"]
+
+    response = Response(pieces, status=status, mimetype="application/json")
+    response.content_length = sum(len(piece) for piece in pieces)
+    return response
+
+
+def packet_response(
+    run: Run,
+    kind: PacketKind,
+    *,
+    client: TriggerClient,
+    downloader: PacketDownloader,
+    cache: OutputCache | None = None,
+    cached: CachedPacket | None = None,
+    redirect: bool = False,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> Response:
+    """Answer with a run's stored output or payload, byte for byte.
+
+    The body is the packet exactly as stored, with its ``Content-Type``
+    (``application/super+json`` for most outputs written by the official
+    SDK). A packet already in the cache is sent from memory without any
+    request. An offloaded packet is streamed from the storage host in pieces
+    of ``chunk_size`` bytes, so a request holds about one piece in memory.
+    An inline packet arrives from the API already decoded to its JSON form,
+    so it is sent as ``application/json`` text of that form.
+
+    When the presigned URL in ``run`` has expired or is missing, the run is
+    retrieved once more for a fresh one.
+
+    :param run: the run, as retrieved by the caller, which has already
+        checked that the request may read it.
+    :param kind: ``"output"`` or ``"payload"``.
+    :param client: retrieves the run again when a fresh URL is needed.
+    :param downloader: opens the presigned URL.
+    :param cache: where downloads and bytes are counted, if given.
+    :param cached: the packet's cache entry, when the caller has one.
+    :param redirect: answer ``307 Temporary Redirect`` to a presigned URL
+        instead of relaying the bytes. Inline and cached packets are sent
+        directly, since there is no stored object to point to or no need
+        to.
+    :param chunk_size: bytes per relayed piece.
+    :raises RunNotFinishedError: if the output of an unfinished run is
+        requested.
+    :raises RunFailedError: if the output of a run that did not succeed is
+        requested.
+    :raises OutputUnavailableError: if the run carries neither inline data
+        nor a presigned URL.
+    :raises StorageError: if the download cannot be opened.
+    """
+    if kind == "output":
+        _check_output_ready(run)
+
+    if cached is not None:
+        return _bytes_response(cached.data, cached.data_type)
+
+    source = find_packet(run.raw, kind)
+    if source.inline:
+        data = current_app.json.dumps(source.value).encode("utf-8")
+        return _bytes_response(data, DEFAULT_DATA_TYPE)
+
+    url = source.presigned_url
+    if url is None:
+        url = _fresh_url(client, run.id, kind)
+
+    if redirect:
+        logger.debug("Redirecting to the %s of run %r at %s.", kind, run.id, redact_url(url))
+        return Response(status=307, headers={"Location": url, "Cache-Control": "no-store"})
+
+    try:
+        content_type, chunks = downloader.stream(url, run_id=run.id, chunk_size=chunk_size)
+    except ExpiredUrlError:
+        logger.info(
+            "The presigned URL for the %s of run %r was rejected; retrieving a new one.",
+            kind,
+            run.id,
+        )
+        url = _fresh_url(client, run.id, kind)
+        content_type, chunks = downloader.stream(url, run_id=run.id, chunk_size=chunk_size)
+
+    stats = cache.stats if cache is not None else None
+    body = _counted(chunks, stats)
+    response = Response(body, mimetype=None, direct_passthrough=True)
+    response.headers["Content-Type"] = content_type or DEFAULT_DATA_TYPE
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _check_output_ready(run: Run) -> None:
+    if not run.is_finished:
+        raise RunNotFinishedError(
+            f"Run {run.id!r} has status {run.status!r} and has no output yet; poll again later.",
+            status=run.status,
+            run_id=run.id,
+        )
+    if not run.is_success:
+        error_name = run.error.name if run.error is not None else None
+        error_message = run.error.message if run.error is not None else None
+        raise RunFailedError(
+            f"Run {run.id!r} finished with status {run.status!r} and has no output.",
+            status=run.status,
+            error_name=error_name,
+            error_message=error_message,
+            run_id=run.id,
+        )
+
+
+def _fresh_url(client: TriggerClient, run_id: str, kind: PacketKind) -> str:
+    raw = client.retrieve_run(run_id)
+    url = find_packet(raw, kind).presigned_url
+    if url is None:
+        raise OutputUnavailableError(
+            f"Run {run_id!r} has no presigned URL for its {kind}; Trigger.dev may have failed"
+            " to sign one. Retry the request.",
+            run_id=run_id,
+        )
+    return url
+
+
+def _bytes_response(data: bytes, data_type: str) -> Response:
+    response = Response(data, mimetype=None)
+    response.headers["Content-Type"] = data_type or DEFAULT_DATA_TYPE
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _counted(chunks: Iterator[bytes], stats: CacheStats | None) -> Iterable[bytes]:
+    """Pass ``chunks`` through and count one download once they are sent."""
+    size = 0
+    try:
+        for chunk in chunks:
+            size += len(chunk)
+            yield chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    if stats is not None:
+        stats.record_download(size)
