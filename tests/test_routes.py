@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from extension_tasks import LARGE_OUTPUT_SIZE, ROUTE_TASKS, make_app, register_tasks
-from flask import Flask, request
+from flask import Flask, abort, request
 from flask.testing import FlaskClient
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
@@ -731,3 +731,42 @@ def test_content_analyze_output_too_large_for_payload(server: EmulatorServer) ->
     assert response.status_code == 409
     assert response.get_json()["error"] == "analysis_not_started"
     assert analysis_runs(server) == []
+
+
+def test_blueprint_hook_abort_json(server: EmulatorServer) -> None:
+    app = make_app(server, register_blueprint=False)
+    extension = app.extensions["trigger_outputs"].extension
+
+    @extension.blueprint.before_request
+    def require_login() -> None:
+        if "X-User" not in request.headers:
+            abort(401)
+
+    app.register_blueprint(extension.blueprint)
+    client = app.test_client()
+
+    anonymous = post_json(client, "/api/crawl", {})
+    signed_in = client.post("/api/crawl", data="{}", headers={**CLIENT_HEADERS, "X-User": "a"})
+
+    assert anonymous.status_code == 401
+    assert anonymous.get_json()["error"] == "unauthorized"
+    assert signed_in.status_code == 202
+
+
+def test_authorize_sees_both_analysis_runs(server: EmulatorServer) -> None:
+    seen: list[tuple[str, str]] = []
+
+    def authorize(route_name: str, run: Run) -> bool:
+        seen.append((route_name, run.task_identifier))
+        return True
+
+    app = make_app(server, authorize=authorize)
+    extraction_id = server.emulator.create_run("content-extraction", output={"text": "a b"})
+
+    body = poll_analysis(app.test_client(), extraction_id)
+
+    assert body["analysisRunId"] is not None
+    assert seen == [
+        ("content_analyze", "content-extraction"),
+        ("content_analyze", "content-analysis"),
+    ]
