@@ -27,6 +27,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from typing import Any
 
 from .errors import PacketDecodeError
@@ -358,6 +359,8 @@ def _js_number(value: Any) -> float:
 
 def _js_bigint(value: Any, path: list[str]) -> int:
     """Convert like JavaScript's ``BigInt(value)``."""
+    if type(value) is str and value.isdigit() and value.isascii() and len(value) < 4000:
+        return int(value)
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int):
@@ -425,7 +428,7 @@ def _js_date(value: Any) -> datetime | str | None:
             try:
                 return datetime.fromisoformat(value[:23] + "+00:00")
             except ValueError:
-                pass
+                pass  # Year 0000 or an invalid day: the general parser decides.
         match = _DATE_RE.fullmatch(value)
         if match is None:
             return None
@@ -472,10 +475,10 @@ def _format_date(value: datetime) -> str:
 
 
 def _date_as_json(value: Any) -> Any:
-    if isinstance(value, str) and _is_canonical_date(value):
-        return value
     decoded = _js_date(value)
     if isinstance(decoded, datetime):
+        if isinstance(value, str) and _is_canonical_date(value):
+            return value
         return _format_date(decoded)
     return decoded
 
@@ -801,6 +804,38 @@ def _make_set(value: Any, path: list[str]) -> set[Any] | JSSet:
     return result
 
 
+def _convert_named(
+    convert: Callable[[Any, Any, list[str]], Any], name: str, value: Any, path: list[str]
+) -> Any:
+    return convert(value, name, path)
+
+
+# Converters for a type given as a plain name, by name: (value, path) -> value.
+_SIMPLE_NAMES = ("Date", "bigint", "undefined", "number", "set", "map", "regexp", "Error", "URL")
+_SIMPLE_TYPED: dict[str, Callable[[Any, list[str]], Any]] = {
+    name: partial(_convert_named, _to_typed, name) for name in _SIMPLE_NAMES
+}
+_SIMPLE_TYPED.update(
+    {
+        "Date": lambda value, path: _js_date(value),
+        "bigint": _js_bigint,
+        "undefined": lambda value, path: _UNDEFINED,
+        "number": lambda value, path: _js_number(value),
+        "set": _make_set,
+        "map": _make_map,
+    }
+)
+_SIMPLE_JSON: dict[str, Callable[[Any, list[str]], Any]] = {
+    name: partial(_convert_named, _to_json, name) for name in _SIMPLE_NAMES
+}
+_SIMPLE_JSON.update(
+    {
+        "Date": lambda value, path: _date_as_json(value),
+        "undefined": lambda value, path: None,
+    }
+)
+
+
 # -- applying annotations ---------------------------------------------------
 
 _MISSING: Any = object()
@@ -944,6 +979,63 @@ class _Applier:
             self.write(container, slot, converted)
         return _undefined_to_none(root)
 
+    def apply_flat(self, root: Any, values: dict[str, Any], escaped: bool, max_depth: int) -> Any:
+        """Apply ``meta.values`` in its object form entry by entry.
+
+        Most entries are one type at a path without escapes, as in
+        ``{"pages.0.fetchedAt": ["Date"]}``; they take a shortcut that skips
+        the general path parser and tree walk.
+        """
+        simple = _SIMPLE_TYPED if self.typed else _SIMPLE_JSON
+        for key, tree in values.items():
+            converter = None
+            if type(tree) is list and len(tree) == 1 and type(key) is str and "\\" not in key:
+                annotation = tree[0]
+                if type(annotation) is str:
+                    converter = simple.get(annotation)
+            if converter is None:
+                root = self.apply_values(
+                    root, _collect_annotations({key: tree}, escaped, max_depth)
+                )
+                continue
+
+            keys = key.split(".")
+            if len(keys) > max_depth:
+                raise _fail(f"a meta path has more than {max_depth} keys.")
+
+            # Find the container and slot of the path through objects and
+            # arrays; a path that does not exist is skipped, as in
+            # apply_values.
+            container = root
+            slot: Any = _MISSING
+            for step in keys:
+                if slot is not _MISSING:
+                    container = container[slot]
+                kind = type(container)
+                if kind is dict:
+                    slot = step if step in container else _MISSING
+                elif (kind is list or kind is JSSet) and step.isdigit() and step.isascii():
+                    slot = int(step)
+                    if slot >= len(container):
+                        slot = _MISSING
+                else:
+                    slot = _MISSING
+                if slot is _MISSING:
+                    break
+            if slot is _MISSING:
+                continue
+
+            converted = converter(container[slot], keys)
+            if converted is _UNDEFINED:
+                if type(container) is dict:
+                    del container[slot]
+                    continue
+                converted = None
+            elif self.track_collections and annotation in ("map", "set"):
+                self.remember(converted)
+            container[slot] = converted
+        return root
+
     def apply_equalities(
         self,
         root: Any,
@@ -1015,11 +1107,14 @@ def parse_as_json(text: str | bytes, *, max_depth: int = DEFAULT_MAX_DEPTH) -> A
 def _decode(text: str | bytes, max_depth: int, *, typed: bool) -> Any:
     value, values, refs, escaped = _load_document(text, max_depth)
     try:
-        annotations = _collect_annotations(values, escaped, max_depth)
         root_paths, groups = _parse_equalities(refs, escaped, max_depth)
         applier = _Applier(_to_typed if typed else _to_json, typed=typed)
         applier.track_collections = typed and bool(root_paths or groups)
-        value = applier.apply_values(value, annotations)
+        if isinstance(values, dict):
+            value = applier.apply_flat(value, values, escaped, max_depth)
+        else:
+            annotations = _collect_annotations(values, escaped, max_depth)
+            value = applier.apply_values(value, annotations)
         if groups or (typed and root_paths):
             value = applier.apply_equalities(value, root_paths, groups)
     except RecursionError:
