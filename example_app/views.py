@@ -34,6 +34,10 @@ class Card:
     poll_route: str | None = None
     accepts_base_url: bool = True
     accepts_max_pages: bool = True
+    #: Setting of a second task that the route starts after the first.
+    then_task_setting: str | None = None
+    #: Text of the start button, "Start <title in lower case>" by default.
+    button_label: str | None = None
 
 
 CARDS = (
@@ -68,6 +72,7 @@ CARDS = (
         "task_ai_strategy",
         "/api/ai-strategy",
         "Audits the site and turns the findings into prioritised recommendations.",
+        button_label="Start AI strategy",
     ),
     Card(
         "content",
@@ -77,6 +82,7 @@ CARDS = (
         "Extracts the text and headings of a few pages, then a second task computes keyword"
         " and readability statistics.",
         kind="chain",
+        then_task_setting="task_content_analysis",
         accepts_max_pages=False,
     ),
 )
@@ -103,7 +109,11 @@ def index() -> str:
         {
             "key": card.key,
             "title": card.title,
+            "button_label": card.button_label or f"Start {card.title.lower()}",
             "task_id": getattr(state.config, card.task_setting),
+            "then_task_id": (
+                getattr(state.config, card.then_task_setting) if card.then_task_setting else None
+            ),
             "route": prefix + card.route,
             "start_url": prefix + card.route,
             "poll_url": prefix + (card.poll_route or card.route),

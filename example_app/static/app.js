@@ -156,7 +156,7 @@ class TaskCard {
 
     this.resultRunId = runId;
     this.setProgress(1);
-    this.status.textContent = `COMPLETED: ${body.summary.headline}`;
+    this.status.textContent = "COMPLETED";
     this.resultBox.querySelector(".headline").textContent = body.summary.headline;
     this.resultBox.querySelector(".output-size").textContent = formatBytes(sizes.outputSize);
     this.resultBox.querySelector(".output-offloaded").textContent = sizes.outputOffloaded
