@@ -4,7 +4,7 @@ Two hooks given to :class:`~flask_trigger_outputs.TriggerOutputs` take part:
 ``run_tags()`` returns the tags of the current request, which are added to
 every run it starts and required on every run it reads, and
 ``authorize(route_name, run)`` has the final word. A run that fails either
-check is answered exactly like an unknown run.
+check gets the same 404 response as an unknown run.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 def run_not_found(run_id: str) -> RunNotFoundError:
     """Create the one error for a run that is unknown or that the request
-    may not read, so the answer does not tell the two apart."""
+    may not read, so the response does not tell the two apart."""
     return RunNotFoundError(f"Run {run_id} was not found.", run_id=run_id)
 
 
@@ -32,7 +32,7 @@ def request_tags(extension: TriggerOutputs) -> list[str]:
 
     :raises TypeError: if the hook returns a string or a value that is not
         an iterable of non-empty strings. This is a bug in the app, so the
-        route answers 500 and logs it.
+        route responds 500 and logs it.
     """
     if extension.run_tags is None:
         return []
@@ -75,14 +75,12 @@ def check_access(
 
     if missing:
         logger.info(
-            "Run %s lacks %d of the tags the request requires; answering as not found.",
+            "Run %s lacks %d of the tags the request requires; responding 404.",
             run.id,
             len(missing),
         )
         raise run_not_found(run.id)
 
     if extension.authorize is not None and not extension.authorize(route_name, run):
-        logger.info(
-            "authorize() rejected run %s on route %s; answering as not found.", run.id, route_name
-        )
+        logger.info("authorize() rejected run %s on route %s; responding 404.", run.id, route_name)
         raise run_not_found(run.id)

@@ -1,7 +1,7 @@
 """Read and validate the run ids and JSON bodies of requests to the routes.
 
-Every error names the query parameter or says ``body``, and says what was
-expected. The errors are answered as JSON by the blueprint's handlers.
+Every error names the query parameter, or ``body``, and what was expected.
+The blueprint's handlers turn the errors into JSON responses.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """The blueprint with the six JSON routes that start and poll runs.
 
 Each route maps to one configurable task. POST starts a run of that task with
-the JSON body as payload and answers 202 with the URL to poll. GET reads the
-run named by the query string and answers its status, and its output once it
-succeeded. A GET answers 404 for a run of another task, a run the app's
+the JSON body as payload and responds 202 with the URL to poll. GET reads the
+run named by the query string and returns its status, and its output once it
+succeeded. A GET responds 404 for a run of another task, a run the app's
 ``authorize`` callback rejects and a run without the tags of the current
-request, with the same body as for an unknown run, so run ids cannot be
+request. The body is the same as for an unknown run, so run ids cannot be
 probed.
 """
 
@@ -59,7 +59,7 @@ class TaskRoute:
     #: URL rule, relative to the blueprint's prefix.
     rule: str
     #: Attribute of :class:`~flask_trigger_outputs.config.TriggerOutputsConfig`
-    #: that holds the task identifier.
+    #: that contains the task identifier.
     task_setting: str
     #: Whether POST starts a run. ``/api/crawl/status`` only reads.
     can_start: bool = True
@@ -99,7 +99,7 @@ class AnalysisNotStartedError(TriggerOutputsError):
 def create_blueprint(extension: TriggerOutputs) -> Blueprint:
     """Create the blueprint of one extension object, fully declared.
 
-    Error handlers are registered on the blueprint only, so they answer JSON
+    Error handlers are registered on the blueprint only, so they return JSON
     for errors raised inside its views and leave the rest of the app alone.
     """
     from .extension import get_state
@@ -159,7 +159,7 @@ def create_blueprint(extension: TriggerOutputs) -> Blueprint:
 
 
 def accepted(body: dict[str, Any], status_url: str) -> tuple[Response, int]:
-    """Answer 202 with ``body`` plus ``statusUrl``, also sent as ``Location``."""
+    """Build a 202 response with ``body`` plus ``statusUrl``, also sent as ``Location``."""
     response = jsonify({**body, "statusUrl": status_url})
     response.headers["Location"] = status_url
     return response, 202
@@ -199,7 +199,7 @@ def load_checked_run(
 
     if run.task_identifier != task_id:
         logger.info(
-            "Run %s belongs to task %s, not %s; answering as not found.",
+            "Run %s belongs to task %s, not %s; responding 404 as for an unknown run.",
             run_id,
             run.task_identifier,
             task_id,
@@ -214,8 +214,8 @@ def load_result(state: TriggerOutputsState, run: Run, *, include_output: bool) -
     """Load the output of a run already retrieved, in its JSON form.
 
     Nothing is downloaded unless ``include_output`` is true and the run
-    succeeded. Without the output, ``output_offloaded`` still says where
-    the output of a successful run is.
+    succeeded. Without the output, ``output_offloaded`` still tells where
+    the output of a successful run is stored.
     """
     if not run.is_success:
         return RunResult(run=run)

@@ -40,7 +40,7 @@ def run_to_json(run: Run) -> dict[str, Any]:
 
 
 def result_to_json(result: RunResult) -> dict[str, Any]:
-    """Describe a run with its output size and, when the result holds it,
+    """Describe a run with its output size and, when the result contains it,
     its output.
 
     ``output`` is left out, rather than set to ``null``, when there is no

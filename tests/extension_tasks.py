@@ -3,7 +3,7 @@ its CLI and its OpenAPI document.
 
 The tasks run on the emulator's worker threads. Each returns a small output
 by default, and an output above the emulator's offload threshold when the
-payload asks for it with ``"large": true``.
+payload contains ``"large": true``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ ROUTE_TASKS = {
 
 
 class TaskFailure(Exception):
-    """The error a task raises when its payload asks it to fail."""
+    """The error a task raises when its payload contains ``"fail": true``."""
 
 
 def report_task(payload: Any, context: TaskContext) -> Any:
