@@ -146,11 +146,16 @@ def run_phase(
     try:
         server.wait_until_ready(run_ids[0])
         emulator.stats.reset()  # type: ignore[attr-defined]
-        session = requests.Session()
-        session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=CLIENT_THREADS))
 
         def poll(run_id: str) -> bool:
-            response = session.get(f"{server.url}/api/crawl", params={"runId": run_id}, timeout=60)
+            # A new connection per poll: a kept-alive connection stays with the
+            # worker that accepted it, and a few workers could serve everything.
+            response = requests.get(
+                f"{server.url}/api/crawl",
+                params={"runId": run_id},
+                headers={"Connection": "close"},
+                timeout=60,
+            )
             if response.status_code != 200:
                 return False
             body = response.json()

@@ -13,6 +13,8 @@ from redis_server import RedisServer, find_free_port
 
 from flask_trigger_outputs.cache import CachedPacket, CacheKey, OutputCache, environment_id
 from flask_trigger_outputs.config import ConfigurationError, TriggerOutputsConfig, load_config
+from flask_trigger_outputs.emulator import Emulator, EmulatorServer
+from flask_trigger_outputs.extension import TriggerOutputs, get_state
 from flask_trigger_outputs.shared_cache import SharedCache
 from flask_trigger_outputs.shared_tier import (
     RedisConfig,
@@ -355,3 +357,58 @@ def test_create_output_cache_per_setting(redis_server: RedisServer) -> None:
     assert memoryless is None
     assert isinstance(shared_only, TieredOutputCache)
     assert not shared_only.enabled
+
+
+# -- through the extension ---------------------------------------------------------
+
+
+def _worker_app(api_url: str, secret_key: str, redis_url: str) -> Flask:
+    app = Flask(__name__)
+    app.config.update(
+        TRIGGER_SECRET_KEY=secret_key,
+        TRIGGER_API_URL=api_url,
+        TRIGGER_OUTPUTS_REDIS_URL=redis_url,
+        TRIGGER_OUTPUTS_REDIS_PREFIX=PREFIX,
+    )
+    TriggerOutputs(app)
+    return app
+
+
+def test_extension_workers_share_downloads(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    # Two apps stand for two gunicorn workers: separate memory, one Redis.
+    emulator = Emulator("tr_dev_shared_tier_extension")
+    output = {"pages": [{"url": f"https://example.com/{i}", "words": i} for i in range(500)]}
+    with EmulatorServer(emulator) as api:
+        run_id = emulator.create_run("site-crawl", output=output, offload_output=True)
+        workers = [_worker_app(api.url, emulator.secret_key, redis_server.url) for _ in range(2)]
+        bodies = []
+        for app in workers * 3:
+            response = app.test_client().get("/api/crawl", query_string={"runId": run_id})
+            assert response.status_code == 200
+            bodies.append(response.get_json())
+
+        downloads = sum(emulator.stats.downloads.values())
+
+    assert downloads == 1
+    for body in bodies:
+        assert body["output"] == output
+        assert body["outputOffloaded"] is True
+    assert isinstance(get_state(workers[1]).cache, TieredOutputCache)
+    assert len(redis_client.keys(PREFIX + "value:output|*")) == 1
+
+
+def test_extension_redis_down_still_serves(caplog: pytest.LogCaptureFixture) -> None:
+    emulator = Emulator("tr_dev_shared_tier_extension")
+    with EmulatorServer(emulator) as api:
+        run_id = emulator.create_run("site-crawl", output={"ok": True}, offload_output=True)
+        app = _worker_app(api.url, emulator.secret_key, f"redis://127.0.0.1:{find_free_port()}")
+
+        response = app.test_client().get("/api/crawl", query_string={"runId": run_id})
+
+    assert response.status_code == 200
+    assert response.get_json()["output"] == {"ok": True}
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "requests go on without it" in warnings[0].getMessage()
