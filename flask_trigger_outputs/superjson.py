@@ -21,6 +21,7 @@ little more than :func:`json.loads`.
 from __future__ import annotations
 
 import array
+import copy
 import json
 import math
 import re
@@ -47,11 +48,11 @@ __all__ = [
 #: Maximum nesting of annotation trees, meta paths and encoded values.
 DEFAULT_MAX_DEPTH = 512
 
-#: Largest integer a JavaScript number holds exactly; larger ints are
-#: written as BigInt.
+#: Largest integer that a JavaScript number represents exactly. Larger ints
+#: are written as BigInt.
 MAX_SAFE_INTEGER = 2**53 - 1
 
-# Longest piece of a meta path quoted in an error message.
+# Maximum length of a meta path quoted in an error message.
 _PATH_QUOTE_LIMIT = 60
 
 _REGEXP_FLAG_ORDER = "dgimsuvy"
@@ -406,8 +407,6 @@ _DATE_RE = re.compile(
     r"(?:T(?P<hour>\d{2}):(?P<minute>\d{2})(?::(?P<second>\d{2})(?:\.(?P<fraction>\d+))?)?"
     r"(?P<offset>Z|[+-]\d{2}:\d{2})?)?"
 )
-# JavaScript dates span 8.64e15 ms either side of the epoch.
-_JS_DATE_LIMIT = timedelta(milliseconds=8.64e15)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -652,8 +651,8 @@ def _annotation_name(annotation: Any, path: list[str]) -> tuple[str, str | None]
 
 
 def _unknown(annotation: Any, path: list[str]) -> PacketDecodeError:
-    shown = json.dumps(annotation)[:40]
-    return _fail(f"the annotation at {_quote_path(path)} has the unknown type {shown}.")
+    annotation_text = json.dumps(annotation)[:40]
+    return _fail(f"the annotation at {_quote_path(path)} has the unknown type {annotation_text}.")
 
 
 def _to_typed(value: Any, annotation: Any, path: list[str]) -> Any:
@@ -983,8 +982,8 @@ class _Applier:
         """Apply ``meta.values`` in its object form entry by entry.
 
         Most entries are one type at a path without escapes, as in
-        ``{"pages.0.fetchedAt": ["Date"]}``; they take a shortcut that skips
-        the general path parser and tree walk.
+        ``{"pages.0.fetchedAt": ["Date"]}``. Such entries take a shortcut
+        that skips the general path parser and tree walk.
         """
         simple = _SIMPLE_TYPED if self.typed else _SIMPLE_JSON
         for key, tree in values.items():
@@ -1062,8 +1061,12 @@ class _Applier:
                 target = self.locate(root, path)
                 if target is None:
                     continue
-                if self.typed or self.read(*target) is None:
+                if self.typed:
                     self.write(*target, shared)
+                elif self.read(*target) is None:
+                    # A copy keeps the JSON form a tree, so that it can be
+                    # written as JSON even when the equalities overlap.
+                    self.write(*target, copy.deepcopy(shared))
         return root
 
 
@@ -1354,14 +1357,21 @@ def stringify(value: Any, *, max_depth: int = DEFAULT_MAX_DEPTH) -> str:
     """Encode a Python value as superjson text that the official Trigger.dev
     SDK decodes to the matching JavaScript value.
 
-    ``None`` is null, an int beyond 2**53 - 1 a BigInt, NaN, the infinities
-    and -0.0 numbers, an aware datetime a Date, a dict with only str keys an
-    object and any other dict or a :class:`JSMap` a Map, a set, frozenset or
-    :class:`JSSet` a Set, bytes a Node Buffer, an :class:`array.array` a
-    typed array, :class:`JSRegExp`, :class:`JSURL` and :class:`JSError` (or
-    any exception) their JavaScript types, lists and tuples arrays. An
-    object reached twice is written once per place and listed in
-    ``referentialEqualities``; a cycle is written as null and restored by
+    The mapping, in brief:
+
+    - ``None`` is null, and an int beyond 2**53 - 1 is a BigInt.
+    - NaN, the infinities and -0.0 are numbers.
+    - An aware datetime is a Date.
+    - A dict with only str keys is an object. Any other dict, and a
+      :class:`JSMap`, is a Map.
+    - A set, a frozenset and a :class:`JSSet` are Sets.
+    - bytes are a Node Buffer, and an :class:`array.array` a typed array.
+    - :class:`JSRegExp`, :class:`JSURL` and :class:`JSError` (or any
+      exception) are their JavaScript types.
+    - Lists and tuples are arrays.
+
+    An object reached twice is written at each place and listed in
+    ``referentialEqualities``. A cycle is written as null and restored by
     the decoder.
 
     :param value: the value to encode.

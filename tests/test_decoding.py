@@ -127,9 +127,9 @@ def test_decode_packet_large_body(vectors_dir: Path, name: str) -> None:
 
 
 def test_decode_packet_non_string_data() -> None:
-    # stringifyIO falls back to the raw object when superjson refuses it
-    # (a BigInt64Array, a key named "constructor"); such a packet never
-    # reaches storage and is not data.
+    # stringifyIO falls back to the raw object when superjson rejects it
+    # (a BigInt64Array, a key named "constructor"). Such a packet never
+    # reaches storage, so it is not data.
     with pytest.raises(PacketDecodeError, match="expected text or bytes"):
         decode_packet({"constructor": "x"}, "application/json", run_id=RUN_ID)  # type: ignore[arg-type]
 

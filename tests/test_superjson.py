@@ -253,6 +253,27 @@ def test_parse_as_json_dedupe_packet() -> None:
     assert superjson.parse_as_json(text) == {"a": {"k": 1}, "b": {"k": 1}}
 
 
+def test_parse_as_json_overlapping_equalities() -> None:
+    # Each path refers to the other's object, which would be a cycle if the
+    # JSON form shared objects; it stays a tree that json.dumps accepts.
+    document = json.dumps(
+        {
+            "json": {"a": {"x": 1, "z": None}, "b": {"y": None}},
+            "meta": {"referentialEqualities": {"a": ["b.y"], "b": ["a.z"]}},
+        }
+    )
+
+    result = superjson.parse_as_json(document)
+    typed = superjson.parse(document)
+
+    assert json.loads(json.dumps(result)) == {
+        "a": {"x": 1, "z": {"y": {"x": 1, "z": None}}},
+        "b": {"y": {"x": 1, "z": None}},
+    }
+    assert typed["b"]["y"] is typed["a"]
+    assert typed["a"]["z"] is typed["b"]
+
+
 def test_parse_dates() -> None:
     cases = {
         "2024-05-01T12:34:56.789Z": datetime(2024, 5, 1, 12, 34, 56, 789000, tzinfo=timezone.utc),

@@ -4,8 +4,8 @@ the decoder returns, and compare decoded values strictly.
 The vectors write JavaScript values with ``{"$type": ...}`` tags (a Date is
 ``{"$type": "date", "iso": ...}``); :func:`from_tagged` applies the mapping
 documented in docs/decoding.md, and :func:`assert_same` compares types as
-well as values, treats NaN as equal to NaN, tells 0.0 from -0.0 and follows
-cycles.
+well as values. It treats NaN as equal to NaN, distinguishes 0.0 from -0.0
+and follows cycles.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ _ABSENT = object()
 
 
 class UnrepresentableError(Exception):
-    """The tagged value holds something that has no Python counterpart in
+    """The tagged value contains something that has no Python counterpart in
     the mapping (a function, a symbol, a class instance, a hole, an Error's
     custom properties)."""
 
