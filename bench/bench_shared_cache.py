@@ -56,7 +56,7 @@ def make_output(index: int, size: int) -> dict[str, object]:
     """Return a crawl result of about ``size`` bytes of JSON."""
     rng = random.Random(index)
     words = ["garden", "soil", "compost", "roses", "pruning", "water", "seeds", "shade"]
-    pages = []
+    pages: list[dict[str, object]] = []
     total = 0
     while total < size:
         text = " ".join(rng.choice(words) for _ in range(60))
