@@ -58,6 +58,9 @@ class RetryPolicy:
     wall_clock: Callable[[], float] = field(default=time.time, compare=False)
     #: Source of uniform random numbers in ``[0, 1)`` for the jitter.
     random: Callable[[], float] = field(default=random.random, compare=False)
+    #: Called with no arguments before each retry, for example to count
+    #: retries in :class:`~flask_trigger_outputs.cache.CacheStats`.
+    on_retry: Callable[[], None] | None = field(default=None, compare=False)
 
     def backoff_wait(self, attempt: int) -> float:
         """Return the jittered wait after failed attempt number ``attempt``
@@ -158,6 +161,8 @@ def call_with_retry(
             wait,
             extra={"trigger_run_id": run_id, "trigger_task_id": task_id},
         )
+        if policy.on_retry is not None:
+            policy.on_retry()
         policy.sleep(wait)
 
     def record_give_up(details: Any) -> None:

@@ -87,3 +87,22 @@ def config_command() -> None:
     """Print the configuration in effect, with the secret key redacted."""
     for key, value in describe_config(get_state().config):
         click.echo(f"{key} = {value!r}")
+
+
+@trigger_outputs_cli.command("stats")
+@click.option("--json", "as_json", is_flag=True, help="Print the counters as one JSON object.")
+def stats_command(as_json: bool) -> None:
+    """Print the cache and download counters of this app.
+
+    The counters live in the process that serves the app and start at zero
+    in every process, so this command shows what it did itself. A server
+    reads its own with ``app.extensions["trigger_outputs"].cache.snapshot()``.
+    """
+    counts = get_state().cache.snapshot()
+
+    if as_json:
+        _print_json(counts)
+        return
+
+    for name, value in counts.items():
+        click.echo(f"{name} = {value}")

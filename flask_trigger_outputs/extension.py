@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -182,6 +183,7 @@ def create_state(
         max_time=config.max_retry_time,
     )
 
+    count_retries(cache, client, downloader)
     reader = RunReader(client, downloader, cache=cache)
 
     return TriggerOutputsState(
@@ -192,6 +194,17 @@ def create_state(
         reader=reader,
         extension=extension,
     )
+
+
+def count_retries(cache: OutputCache, client: TriggerClient, downloader: PacketDownloader) -> None:
+    """Make every retry of the API client, its uploader and the downloader
+    count in ``cache.stats``. Call it before the clients send requests."""
+    record = cache.stats.record_retry
+    client.retry_policy = dataclasses.replace(client.retry_policy, on_retry=record)
+    client.uploader.retry_policy = dataclasses.replace(
+        client.uploader.retry_policy, on_retry=record
+    )
+    downloader.retry_policy = dataclasses.replace(downloader.retry_policy, on_retry=record)
 
 
 def get_state(app: Flask | None = None) -> TriggerOutputsState:

@@ -3,13 +3,17 @@ short-window coalescing of polls."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import requests
+from flask import Flask
+from werkzeug.serving import make_server
 
 from flask_trigger_outputs.cache import (
     CachedPacket,
@@ -19,7 +23,12 @@ from flask_trigger_outputs.cache import (
     deep_sizeof,
     environment_id,
 )
+from flask_trigger_outputs.client import TriggerClient
+from flask_trigger_outputs.emulator import EmulatorServer, StoredPacket
 from flask_trigger_outputs.errors import PacketDecodeError, StorageError
+from flask_trigger_outputs.extension import get_state
+from flask_trigger_outputs.packets import PacketDownloader
+from flask_trigger_outputs.reader import RunReader
 
 WORKERS = 16
 
@@ -536,4 +545,359 @@ def test_cached_packet_counted_by_nbytes(clock: FakeClock) -> None:
 def test_cache_key_uses_namespace() -> None:
     cache = OutputCache(api_url="http://127.0.0.1:1/", environment="abc")
 
-    assert cache.key("run_abc", "output") == CacheKey("http://127.0.0.1:1", "abc", "run_abc", "output")
+    assert cache.key("run_abc", "output") == CacheKey(
+        "http://127.0.0.1:1", "abc", "run_abc", "output"
+    )
+
+
+# -- the cache in the reader and the routes, against the emulator ---------
+
+#: A superjson packet as the official serializer writes it: a Date and an
+#: undefined field, which the JSON form turns into a string and drops.
+SUPERJSON_PACKET = (
+    b'{"json":{"site":"https://example.com","fetchedAt":"2024-05-01T12:00:00.000Z",'
+    b'"pages":[{"url":"https://example.com/","title":"Home"}]},'
+    b'"meta":{"values":{"fetchedAt":["Date"],"pages.0.error":["undefined"]}}}'
+)
+SUPERJSON_AS_JSON = {
+    "site": "https://example.com",
+    "fetchedAt": "2024-05-01T12:00:00.000Z",
+    "pages": [{"url": "https://example.com/", "title": "Home"}],
+}
+STAMPEDE_CLIENTS = 32
+
+
+def make_app(server: EmulatorServer, **config: Any) -> Flask:
+    app = Flask("cache_test")
+    app.config.update(
+        TESTING=True,
+        TRIGGER_API_URL=server.url,
+        TRIGGER_SECRET_KEY=server.secret_key,
+        **config,
+    )
+    from flask_trigger_outputs.extension import TriggerOutputs
+
+    TriggerOutputs(app)
+    return app
+
+
+def create_crawl_run(server: EmulatorServer, data: bytes = SUPERJSON_PACKET) -> str:
+    packet = StoredPacket(data, "application/super+json")
+    return server.emulator.create_run("site-crawl", output=packet, offload_output=True)
+
+
+class GatedDownloader(PacketDownloader):
+    """A downloader that calls ``gate`` before its first download, so a test
+    can hold that download until every other reader waits for it."""
+
+    def __init__(self, gate: Callable[[], None], **options: Any) -> None:
+        super().__init__(**options)
+        self._gate: Callable[[], None] | None = gate
+
+    def download(self, url: str, *, run_id: str | None = None) -> Any:
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            gate()
+        return super().download(url, run_id=run_id)
+
+
+def hold_downloads_until_waiters(app: Flask, run_id: str, count: int) -> None:
+    """Make the app's reader hold the next download of ``run_id``'s output
+    until ``count`` other readers wait for it."""
+    state = get_state(app)
+    key = state.cache.key(run_id, "output")
+    state.reader.downloader = GatedDownloader(
+        lambda: wait_until(lambda: state.cache.waiters(key) == count),
+        max_size=state.downloader.max_size,
+        retry_policy=state.downloader.retry_policy,
+    )
+
+
+def downloads(server: EmulatorServer) -> int:
+    return sum(server.emulator.stats.downloads.values())
+
+
+def retrievals(server: EmulatorServer) -> int:
+    return server.emulator.stats.api_calls["retrieve"]
+
+
+@pytest.fixture
+def served_app(trigger_emulator: EmulatorServer) -> Iterator[tuple[Flask, str]]:
+    """Yield an app and the base URL it is served at on 127.0.0.1."""
+    app = make_app(trigger_emulator)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield app, f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(10)
+
+
+def test_reader_finished_run_sends_no_request(trigger_emulator: EmulatorServer) -> None:
+    app = make_app(trigger_emulator)
+    reader = get_state(app).reader
+    run_id = create_crawl_run(trigger_emulator)
+
+    first = reader.get_output(run_id, as_json=True)
+    second = reader.get_output(run_id, as_json=True)
+    run = reader.get_run(run_id)
+
+    assert first == SUPERJSON_AS_JSON
+    assert second == SUPERJSON_AS_JSON
+    assert run.is_success
+    assert retrievals(trigger_emulator) == 1
+    assert downloads(trigger_emulator) == 1
+
+
+def test_reader_typed_output_from_cache(trigger_emulator: EmulatorServer) -> None:
+    app = make_app(trigger_emulator)
+    reader = get_state(app).reader
+    run_id = create_crawl_run(trigger_emulator)
+
+    reader.get_output(run_id, as_json=True)
+    typed = reader.get_output(run_id)
+    typed["pages"].append("changed by the caller")
+
+    assert typed["fetchedAt"].isoformat() == "2024-05-01T12:00:00+00:00"
+    # Each call decodes its own value, so a caller's change stays its own.
+    assert len(reader.get_output(run_id)["pages"]) == 1
+    assert downloads(trigger_emulator) == 1
+
+
+def test_route_cache_hit_sends_no_request(trigger_emulator: EmulatorServer) -> None:
+    client = make_app(trigger_emulator).test_client()
+    run_id = create_crawl_run(trigger_emulator)
+
+    miss = client.get(f"/api/crawl?runId={run_id}")
+    requests_after_miss = len(trigger_emulator.emulator.stats.requests)
+    hit = client.get(f"/api/crawl?runId={run_id}")
+
+    assert miss.status_code == 200
+    assert hit.status_code == 200
+    assert hit.get_data() == miss.get_data()
+    assert hit.get_json()["output"] == SUPERJSON_AS_JSON
+    assert hit.get_json()["outputSize"] == len(SUPERJSON_PACKET)
+    assert hit.get_json()["outputOffloaded"] is True
+    assert hit.headers["Content-Length"] == str(len(hit.get_data()))
+    assert len(trigger_emulator.emulator.stats.requests) == requests_after_miss
+
+
+def test_route_stampede_one_download(
+    trigger_emulator: EmulatorServer, served_app: tuple[Flask, str]
+) -> None:
+    app, base_url = served_app
+    output = {"pages": [{"url": f"https://example.com/{i}", "text": "x" * 500} for i in range(400)]}
+    run_id = trigger_emulator.emulator.create_run("site-crawl", output=output, offload_output=True)
+    hold_downloads_until_waiters(app, run_id, STAMPEDE_CLIENTS - 1)
+    barrier = threading.Barrier(STAMPEDE_CLIENTS)
+    bodies: list[bytes] = []
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def fetch(_: int) -> None:
+        with requests.Session() as session:
+            barrier.wait()
+            response = session.get(f"{base_url}/api/crawl?runId={run_id}", timeout=60)
+        with lock:
+            statuses.append(response.status_code)
+            bodies.append(response.content)
+
+    run_threads(STAMPEDE_CLIENTS, fetch)
+
+    assert statuses == [200] * STAMPEDE_CLIENTS
+    assert len(set(bodies)) == 1
+    assert json.loads(bodies[0])["output"] == output
+    assert retrievals(trigger_emulator) == 1
+    assert downloads(trigger_emulator) == 1
+    snapshot = get_state(app).cache.snapshot()
+    assert snapshot["downloads"] == 1
+    assert snapshot["shared"] >= STAMPEDE_CLIENTS - 1
+
+
+def test_reader_stampede_shares_failure(trigger_emulator: EmulatorServer) -> None:
+    app = make_app(trigger_emulator, TRIGGER_OUTPUTS_MAX_TRIES=1)
+    reader = get_state(app).reader
+    run_id = create_crawl_run(trigger_emulator)
+    reader.get_run(run_id)
+    hold_downloads_until_waiters(app, run_id, 7)
+    trigger_emulator.emulator.faults.fail_storage(times=1, status=500)
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(8)
+
+    def read(_: int) -> None:
+        barrier.wait()
+        try:
+            reader.get_output(run_id)
+        except StorageError as error:
+            with lock:
+                errors.append(error)
+
+    run_threads(8, read)
+
+    assert downloads(trigger_emulator) == 1
+    assert len(errors) == 8
+    assert len({id(error) for error in errors}) == 1
+    assert reader.get_output(run_id, as_json=True) == SUPERJSON_AS_JSON
+    assert downloads(trigger_emulator) == 2
+
+
+def test_reader_coalesces_unfinished_polls(
+    trigger_emulator: EmulatorServer, clock: FakeClock
+) -> None:
+    client = TriggerClient(trigger_emulator.secret_key, api_url=trigger_emulator.url)
+    cache = OutputCache(timer=clock, coalesce_window=1.0, api_url=trigger_emulator.url)
+    reader = RunReader(client, PacketDownloader(), cache=cache)
+    run_id = trigger_emulator.emulator.create_run("site-crawl", status="EXECUTING")
+
+    reader.get_run(run_id)
+    clock.tick(0.5)
+    second = reader.get_run(run_id)
+    assert second.status == "EXECUTING"
+    assert retrievals(trigger_emulator) == 1
+
+    clock.tick(0.6)
+    trigger_emulator.emulator.update_run(run_id, status="COMPLETED")
+    finished = reader.get_run(run_id)
+    assert finished.status == "COMPLETED"
+    assert retrievals(trigger_emulator) == 2
+
+    # A finished run is kept for the cache's TTL, not the window.
+    clock.tick(5.0)
+    assert reader.get_run(run_id).status == "COMPLETED"
+    assert retrievals(trigger_emulator) == 2
+    assert cache.snapshot()["coalesced"] == 1
+
+
+def test_reader_cache_disabled_downloads_each_time(trigger_emulator: EmulatorServer) -> None:
+    app = make_app(trigger_emulator, TRIGGER_OUTPUTS_CACHE_MAX_BYTES=0)
+    reader = get_state(app).reader
+    run_id = create_crawl_run(trigger_emulator)
+
+    reader.get_output(run_id)
+    reader.get_output(run_id)
+
+    assert downloads(trigger_emulator) == 2
+    assert get_state(app).cache.snapshot()["downloads"] == 2
+
+
+def test_route_raw_format_relays_packet(trigger_emulator: EmulatorServer) -> None:
+    app = make_app(trigger_emulator, TRIGGER_OUTPUTS_CACHE_MAX_BYTES=0)
+    client = app.test_client()
+    run_id = create_crawl_run(trigger_emulator)
+
+    response = client.get(f"/api/crawl?runId={run_id}&format=raw")
+
+    assert response.status_code == 200
+    assert response.get_data() == SUPERJSON_PACKET
+    assert response.headers["Content-Type"] == "application/super+json"
+    assert response.headers["Cache-Control"] == "no-store"
+    assert downloads(trigger_emulator) == 1
+    assert get_state(app).cache.snapshot()["bytes_downloaded"] == len(SUPERJSON_PACKET)
+
+
+def test_route_raw_format_from_cache(trigger_emulator: EmulatorServer) -> None:
+    client = make_app(trigger_emulator).test_client()
+    run_id = create_crawl_run(trigger_emulator)
+    client.get(f"/api/crawl?runId={run_id}")
+    requests_before = len(trigger_emulator.emulator.stats.requests)
+
+    response = client.get(f"/api/crawl?runId={run_id}&format=raw")
+
+    assert response.get_data() == SUPERJSON_PACKET
+    assert response.headers["Content-Type"] == "application/super+json"
+    assert len(trigger_emulator.emulator.stats.requests) == requests_before
+
+
+def test_route_raw_format_refreshes_expired_url(trigger_emulator: EmulatorServer) -> None:
+    client = make_app(trigger_emulator, TRIGGER_OUTPUTS_CACHE_MAX_BYTES=0).test_client()
+    run_id = create_crawl_run(trigger_emulator)
+    client.get(f"/api/crawl/status?runId={run_id}")
+    trigger_emulator.emulator.faults.expire_urls_now()
+
+    response = client.get(f"/api/crawl?runId={run_id}&format=raw")
+
+    assert response.status_code == 200
+    assert response.get_data() == SUPERJSON_PACKET
+
+
+def test_route_raw_format_inline_output(trigger_emulator: EmulatorServer) -> None:
+    client = make_app(trigger_emulator).test_client()
+    run_id = trigger_emulator.emulator.create_run(
+        "site-crawl", output={"small": True}, offload_output=False
+    )
+
+    response = client.get(f"/api/crawl?runId={run_id}&format=raw")
+
+    assert response.status_code == 200
+    assert response.get_json() == {"small": True}
+    assert response.headers["Content-Type"] == "application/json"
+
+
+def test_route_raw_format_unfinished_run(trigger_emulator: EmulatorServer) -> None:
+    client = make_app(trigger_emulator).test_client()
+    run_id = trigger_emulator.emulator.create_run("site-crawl", status="EXECUTING")
+
+    response = client.get(f"/api/crawl?runId={run_id}&format=raw")
+
+    assert response.status_code == 409
+    assert response.get_json()["error"] == "run_not_finished"
+
+
+def test_route_redirect_format(trigger_emulator: EmulatorServer) -> None:
+    client = make_app(trigger_emulator, TRIGGER_OUTPUTS_CACHE_MAX_BYTES=0).test_client()
+    run_id = create_crawl_run(trigger_emulator)
+
+    response = client.get(f"/api/crawl?runId={run_id}&format=redirect")
+
+    assert response.status_code == 307
+    location = response.headers["Location"]
+    assert location.startswith(f"{trigger_emulator.url}/storage/")
+    assert downloads(trigger_emulator) == 0
+    stored = requests.get(location, timeout=10)
+    assert stored.content == SUPERJSON_PACKET
+
+
+def test_route_invalid_format(trigger_emulator: EmulatorServer) -> None:
+    client = make_app(trigger_emulator).test_client()
+    run_id = create_crawl_run(trigger_emulator)
+
+    response = client.get(f"/api/crawl?runId={run_id}&format=xml")
+
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_request"
+    assert response.get_json()["field"] == "format"
+    assert retrievals(trigger_emulator) == 0
+
+
+def test_stats_count_retries(trigger_emulator: EmulatorServer) -> None:
+    app = make_app(trigger_emulator)
+    state = get_state(app)
+    state.downloader.retry_policy = dataclasses.replace(
+        state.downloader.retry_policy, sleep=lambda seconds: None
+    )
+    run_id = create_crawl_run(trigger_emulator)
+    trigger_emulator.emulator.faults.fail_storage(times=2, status=503)
+
+    state.reader.get_output(run_id)
+
+    snapshot = state.cache.snapshot()
+    assert snapshot["retries"] == 2
+    assert snapshot["downloads"] == 1
+    assert snapshot["misses"] == 2  # the run and its output
+    assert downloads(trigger_emulator) == 3
+
+
+def test_cli_stats_command(trigger_emulator: EmulatorServer) -> None:
+    app = make_app(trigger_emulator)
+    get_state(app).cache.stats.record_download(1234)
+
+    result = app.test_cli_runner().invoke(args=["trigger-outputs", "stats", "--json"])
+
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.output)
+    assert counts["downloads"] == 1
+    assert counts["bytes_downloaded"] == 1234
+    assert counts["max_bytes"] == 64 * 1024 * 1024
