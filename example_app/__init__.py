@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import Flask
 
-from flask_trigger_outputs.extension import TriggerOutputs
+from flask_trigger_outputs import TriggerOutputs
 
 from .local_mode import LocalServices, install_payload_check, start_local_services
 from .views import blueprint

@@ -12,9 +12,8 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, render_template
 
-from flask_trigger_outputs import RunNotFoundError, TriggerOutputsError
+from flask_trigger_outputs import RunNotFoundError, TriggerOutputsError, get_run_output
 from flask_trigger_outputs.extension import get_state
-from flask_trigger_outputs.helpers import get_run_output
 
 from .summaries import summarize_output
 
