@@ -25,7 +25,10 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCK_PATTERN = re.compile(r"^```(\w+)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 #: The README's two-line setup, which other blocks extend.
-TWO_LINE_SETUP = "from flask_trigger_outputs import TriggerOutputs\n\napp = Flask(__name__)\nTriggerOutputs(app)\n"
+TWO_LINE_SETUP = (
+    "from flask_trigger_outputs import TriggerOutputs\n\n"
+    "app = Flask(__name__)\nTriggerOutputs(app)\n"
+)
 
 #: The run id the README uses in its examples; the tests replace it with a real one.
 EXAMPLE_RUN_ID = "run_cm4x2y9k80001abcd1234efgh"
