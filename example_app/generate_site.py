@@ -5,10 +5,11 @@ next to this file. The output is deterministic: the same seed gives the same
 bytes, so the committed folder can be checked against a fresh run
 (``python -m example_app.generate_site --check``).
 
-Besides ordinary pages the site contains the defects that the audit tasks
-look for, at known places: pages without a ``<title>`` or a meta description,
-pages that share a title, thin pages with very little text, links to pages
-that do not exist, images that do not exist and images without ``alt`` text.
+Besides ordinary pages, the site contains the defects that the audit tasks
+look for, at known places. Some pages have no ``<title>`` or no meta
+description, some share a title, and some are thin, with very little text.
+Some links and images point to files that do not exist, and some images
+have no ``alt`` text.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SITE_DIR = Path(__file__).resolve().parent / "sample_site"
+from .site_server import SITE_DIR
+
 SEED = 20240611
 
 SITE_NAME = "Greenfold Gardens"
@@ -212,8 +214,8 @@ def make_headline(rng: random.Random, topic: str) -> str:
 
 
 def slugify(text: str) -> str:
-    kept = "".join(ch if ch.isalnum() else "-" for ch in text.lower())
-    return "-".join(part for part in kept.split("-") if part)
+    dashed = "".join(ch if ch.isalnum() else "-" for ch in text.lower())
+    return "-".join(part for part in dashed.split("-") if part)
 
 
 def make_sections(rng: random.Random, topic: str, count: int) -> list[tuple[str, list[str]]]:
@@ -475,6 +477,7 @@ def relative_href(from_path: str, to_path: str) -> str:
 
 
 def render_page(page: Page) -> str:
+    """Render one page as a complete HTML document."""
     escape = html.escape
     lines = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">']
     if page.title is not None:
@@ -483,18 +486,21 @@ def render_page(page: Page) -> str:
         lines.append(f'<meta name="description" content="{escape(page.description)}">')
     lines.append('<meta name="viewport" content="width=device-width, initial-scale=1">')
     lines.append(f'<link rel="stylesheet" href="{relative_href(page.path, "/style.css")}">')
+
     lines += ["</head>", "<body>", "<header>", "<nav>"]
     lines += [
         f'<a href="{relative_href(page.path, path)}">{escape(label)}</a>'
         for path, label in NAVIGATION
     ]
     lines += ["</nav>", "</header>", "<main>"]
+
     if page.breadcrumb:
         crumbs = " / ".join(
             f'<a href="{relative_href(page.path, path)}">{escape(label)}</a>'
             for path, label in page.breadcrumb
         )
         lines.append(f'<p class="breadcrumb">{crumbs}</p>')
+
     lines.append(f"<h{page.heading_level}>{escape(page.heading)}</h{page.heading_level}>")
     for src, alt in page.images:
         alt_attribute = "" if alt is None else f' alt="{escape(alt)}"'
@@ -509,6 +515,7 @@ def render_page(page: Page) -> str:
             for path, label in page.links
         ]
         lines.append("</ul>")
+
     lines += ["</main>", "<footer>"]
     lines += [
         f'<a href="{relative_href(page.path, path)}">{escape(label)}</a>' for path, label in FOOTER

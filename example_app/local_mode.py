@@ -97,7 +97,7 @@ def check_payload(scope: SiteScope, payload: Any) -> None:
 def install_payload_check(app: Flask, scope: SiteScope, blueprint_name: str) -> None:
     """Reject POSTs to the extension's routes whose URLs leave the sample site.
 
-    The answer has the extension's error shape: 400 with
+    The response has the extension's error shape: 400 with
     ``{"error": "invalid_request", "message": ..., "field": ...}``.
     """
 

@@ -10,9 +10,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .generate_site import SITE_DIR
-
 logger = logging.getLogger(__name__)
+
+
+#: Folder of the bundled sample site, written by ``python -m example_app.generate_site``.
+SITE_DIR = Path(__file__).resolve().parent / "sample_site"
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):

@@ -142,8 +142,8 @@ def error_response(error: TriggerOutputsError) -> tuple[Response, int]:
 def load_report_output(run_id: str) -> tuple[str, Any]:
     """Check that the run belongs to one of the app's tasks and read its output.
 
-    A run of any other task is answered as not found, so these views cannot
-    read data that the routes would not show.
+    A run of any other task gets the same 404 as an unknown run, so these
+    views cannot read data that the routes would not show.
     """
     run = get_state().reader.get_run(run_id)
     if run.task_identifier not in task_ids():

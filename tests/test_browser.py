@@ -31,7 +31,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
-#: Longest wait for one run to finish in the page, in milliseconds.
+#: Maximum wait for one run to finish in the page, in milliseconds.
 RUN_TIMEOUT_MS = 60_000
 
 
@@ -103,7 +103,7 @@ def test_page_runs_offloaded_crawl_and_audit(
     saved = tmp_path / download.suggested_filename
     download.save_as(saved)
     pages_crawled = json.loads(saved.read_text())["pagesCrawled"]
-    # Every page answers 200; the rest are the targets of broken links.
+    # Every page returns 200; the rest are the targets of broken links.
     assert pages_crawled > page_count
     expect(crawl.locator("dd.fact").first).to_have_text(str(pages_crawled))
 

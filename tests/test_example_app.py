@@ -793,7 +793,7 @@ def test_main_serves_page_in_local_mode(tmp_path: Path) -> None:
 
 
 def wait_for_page(url: str, *, attempts: int) -> str:
-    """GET ``url`` until it answers 200, at most ``attempts`` times 0.1 s apart."""
+    """GET ``url`` until it returns 200, at most ``attempts`` times 0.1 s apart."""
     for _ in range(attempts):
         try:
             response = requests.get(url, timeout=2)

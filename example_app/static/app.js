@@ -41,7 +41,7 @@ async function readJson(response) {
 }
 
 function requestError(response, body) {
-  const message = body.message || `The server answered ${response.status} ${response.statusText}.`;
+  const message = body.message || `The server responded with ${response.status} ${response.statusText}.`;
   return new Error(message);
 }
 

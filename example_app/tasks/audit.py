@@ -18,7 +18,7 @@ from .scope import ProgressCallback, SiteScope, ignore_progress, read_int, read_
 #: Pages with fewer words than this in their main content are thin.
 DEFAULT_MIN_WORDS = 100
 
-#: Longest title and description that search results show in full, in characters.
+#: Maximum title and description lengths that search results show in full, in characters.
 MAX_TITLE_LENGTH = 60
 MAX_DESCRIPTION_LENGTH = 160
 
@@ -206,7 +206,7 @@ def health_score(findings: list[dict[str, Any]], page_count: int) -> int:
     """Score the site from 0 to 100: 100 minus the severity-weighted findings per page.
 
     One high-severity finding on every page costs 30 points, so the score
-    tells apart a site with a few problems from one with problems everywhere.
+    distinguishes a site with a few problems from one with problems everywhere.
     """
     if page_count == 0:
         return 0

@@ -33,7 +33,7 @@ def fetch_page(session: requests.Session, url: str) -> tuple[int, str | None, st
     """Fetch ``url`` without following redirects.
 
     Return the status, the ``Location`` header of a redirect (or ``None``)
-    and the body as text (empty for anything but a 200 HTML answer).
+    and the body as text (empty for anything but a 200 HTML response).
     """
     with session.get(url, timeout=TIMEOUTS, allow_redirects=False, stream=True) as response:
         location = response.headers.get("Location") if response.is_redirect else None
@@ -90,7 +90,7 @@ def crawl_site(
                     seen.add(link)
                     queue.append((link, depth + 1, url))
             if len(pages) % PROGRESS_EVERY == 0:
-                # The queue only holds the links found so far, so the share of
+                # The queue only contains the links found so far, so the share of
                 # the work done is an estimate: it never goes backwards.
                 share = len(pages) / min(max_pages, len(pages) + len(queue))
                 progress = max(progress, round(0.9 * share, 3))

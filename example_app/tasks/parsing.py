@@ -26,8 +26,8 @@ class ParsedPage:
 
     ``links`` and image sources are absolute URLs without fragments, resolved
     against the page URL. ``text`` is the text of ``<main>`` when the page
-    has one, otherwise of ``<body>``; navigation and footers therefore do not
-    count towards the word count of a page that marks its content.
+    has one, otherwise of ``<body>``. So navigation and footers do not count
+    towards the word count of a page that marks its main content.
     """
 
     url: str

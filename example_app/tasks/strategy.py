@@ -14,7 +14,7 @@ from typing import Any
 from .audit import KIND_LABELS, SEVERITY, SEVERITY_WEIGHT, run_audit, scale_progress
 from .scope import ProgressCallback, SiteScope, ignore_progress, read_payload
 
-#: What to do about each kind of finding, why, and how much work it is.
+#: Action, reason and effort for each kind of finding.
 PLAYBOOK: dict[str, dict[str, str]] = {
     "broken_link": {
         "action": "Fix or remove the links to pages that do not exist, or redirect those URLs.",
