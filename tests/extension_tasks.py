@@ -74,6 +74,8 @@ def register_tasks(server: EmulatorServer) -> None:
 def make_app(server: EmulatorServer, *, name: str = "test_app", **options: Any) -> Flask:
     """Create an app with the extension configured against ``server``.
 
+    Poll coalescing is off unless a test sets ``TRIGGER_OUTPUTS_POLL_COALESCE``.
+
     Keyword arguments in upper case are app config keys; the others go to
     :class:`TriggerOutputs`.
     """
@@ -86,6 +88,9 @@ def make_app(server: EmulatorServer, *, name: str = "test_app", **options: Any) 
             "TESTING": True,
             "TRIGGER_API_URL": server.url,
             "TRIGGER_SECRET_KEY": server.secret_key,
+            # Tests poll right after waiting for a run to finish. With polls
+            # coalesced, that poll could get the state from before the wait.
+            "TRIGGER_OUTPUTS_POLL_COALESCE": 0.0,
             **config,
         }
     )
