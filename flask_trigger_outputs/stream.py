@@ -84,9 +84,11 @@ def json_response_with_output(
     """Build a JSON response from ``body`` with ``output_json`` inserted,
     as is, as the value of ``key``.
 
-    ``body`` is serialized with the app's JSON provider. Only the small
-    outer object is serialized per request: the output bytes are passed to
-    the server as a separate piece of the response body.
+    ``body`` is serialized with the app's JSON provider. Only that small
+    outer object is serialized per request. The output bytes are copied once
+    into the response body, which costs far less than decoding and
+    serializing them, and a body in one piece is sent faster than three
+    pieces written one after another.
 
     :param body: the other fields of the response. Must not contain ``key``.
     :param output_json: UTF-8 JSON text of the value.
@@ -96,17 +98,15 @@ def json_response_with_output(
     """
     if key in body:
         raise ValueError(
-            f"The response body already contains {key!r}; remove it to insert the output."
+            f"The response body already contains {key!r}. Remove it to insert the output."
         )
 
     outer = current_app.json.dumps(dict(body)).encode("utf-8")
     separator = b"," if len(body) else b""
     head = outer[:-1] + separator + current_app.json.dumps(key).encode("utf-8") + b":"
-    pieces = [head, output_json, b"}\n"]
+    data = b"".join((head, output_json, b"}\n"))
 
-    response = Response(pieces, status=status, mimetype="application/json")
-    response.content_length = sum(len(piece) for piece in pieces)
-    return response
+    return Response(data, status=status, mimetype="application/json")
 
 
 def packet_response(
