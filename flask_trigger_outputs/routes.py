@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from .access import check_access, request_tags, run_not_found
@@ -36,8 +36,9 @@ BLUEPRINT_NAME = "trigger_outputs"
 
 # Methods each view accepts so that a wrong method reaches the view and gets
 # a JSON 405 from the blueprint's handler. A 405 raised by URL routing, before
-# any view runs, would get the app's HTML error page instead.
-_ROUTED_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+# any view runs, would get the app's HTML error page instead. The views answer
+# OPTIONS themselves, so the Allow header lists only the methods they serve.
+_ROUTED_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 # Error codes of HTTP errors raised inside the views, such as a 413 from the
 # app's MAX_CONTENT_LENGTH. Other statuses get a code made from their name.
@@ -110,8 +111,9 @@ def create_blueprint(extension: TriggerOutputs) -> Blueprint:
         allowed = ["GET", "POST"] if route.can_start else ["GET"]
 
         def view() -> Response | tuple[Response, int]:
-            if request.method not in allowed and request.method != "HEAD":
-                raise MethodNotAllowed(valid_methods=allowed)
+            if request.method == "OPTIONS":
+                return options_response(allowed)
+            check_method(allowed)
 
             state = get_state()
             task_id: str = getattr(state.config, route.task_setting)
@@ -129,11 +131,17 @@ def create_blueprint(extension: TriggerOutputs) -> Blueprint:
         return view
 
     for route in TASK_ROUTES:
-        blueprint.add_url_rule(route.rule, view_func=make_task_view(route), methods=_ROUTED_METHODS)
+        blueprint.add_url_rule(
+            route.rule,
+            view_func=make_task_view(route),
+            methods=_ROUTED_METHODS,
+            provide_automatic_options=False,
+        )
 
     def content_analyze() -> Response | tuple[Response, int]:
-        if request.method not in ("GET", "HEAD", "POST"):
-            raise MethodNotAllowed(valid_methods=["GET", "POST"])
+        if request.method == "OPTIONS":
+            return options_response(["GET", "POST"])
+        check_method(["GET", "POST"])
 
         state = get_state()
 
@@ -147,7 +155,10 @@ def create_blueprint(extension: TriggerOutputs) -> Blueprint:
         return read_content_analysis(state, extension)
 
     blueprint.add_url_rule(
-        "/api/content/analyze", view_func=content_analyze, methods=_ROUTED_METHODS
+        "/api/content/analyze",
+        view_func=content_analyze,
+        methods=_ROUTED_METHODS,
+        provide_automatic_options=False,
     )
 
     blueprint.after_request(_disable_caching)
@@ -156,6 +167,24 @@ def create_blueprint(extension: TriggerOutputs) -> Blueprint:
     blueprint.register_error_handler(Exception, _handle_unexpected_error)
 
     return blueprint
+
+
+def check_method(allowed: list[str]) -> None:
+    """Raise a 405 error unless the request's method is in ``allowed``.
+
+    HEAD is allowed wherever GET is, as Flask does for its own routes.
+    """
+    if request.method in allowed or (request.method == "HEAD" and "GET" in allowed):
+        return
+
+    raise MethodNotAllowed(valid_methods=allowed)
+
+
+def options_response(allowed: list[str]) -> Response:
+    """Build the response to an OPTIONS request, listing the route's methods."""
+    response = current_app.make_default_options_response()
+    response.headers["Allow"] = ", ".join([*allowed, "HEAD", "OPTIONS"])
+    return response
 
 
 def accepted(body: dict[str, Any], status_url: str) -> tuple[Response, int]:

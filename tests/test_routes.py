@@ -770,3 +770,27 @@ def test_authorize_sees_both_analysis_runs(server: EmulatorServer) -> None:
         ("content_analyze", "content-extraction"),
         ("content_analyze", "content-analysis"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("path", "allow"),
+    [
+        ("/api/crawl/status", "GET, HEAD, OPTIONS"),
+        ("/api/audit", "GET, POST, HEAD, OPTIONS"),
+        ("/api/content/analyze", "GET, POST, HEAD, OPTIONS"),
+    ],
+)
+def test_options_lists_route_methods(client: FlaskClient, path: str, allow: str) -> None:
+    response = client.options(path)
+
+    assert response.status_code == 200
+    assert response.headers["Allow"] == allow
+
+
+def test_head_polls_without_body(client: FlaskClient, server: EmulatorServer) -> None:
+    run_id = server.emulator.create_run("site-crawl", output={"a": 1})
+
+    response = client.head(f"/api/crawl?runId={run_id}")
+
+    assert response.status_code == 200
+    assert response.get_data() == b""
