@@ -39,7 +39,7 @@ class TriggerOutputsState:
 
     #: The validated configuration, read once at ``init_app``.
     config: TriggerOutputsConfig
-    #: The Trigger.dev API client, which holds the secret key.
+    #: The Trigger.dev API client, which sends the secret key to the API host.
     client: TriggerClient
     #: The credential-free downloader of presigned URLs.
     downloader: PacketDownloader
@@ -67,12 +67,12 @@ class TriggerOutputs:
         under ``TRIGGER_OUTPUTS_URL_PREFIX``. Pass ``False`` to register it
         yourself, for example with your own ``url_prefix`` or hooks.
     :param authorize: called as ``authorize(route_name, run)`` before a
-        route returns any data of a run. A false result answers 404, exactly
-        as for an unknown run.
+        route returns any data of a run. A false result gives a 404 response,
+        exactly as for an unknown run.
     :param run_tags: called with no arguments during a request. The tags it
         returns are added to every run the request starts, and a run must
-        carry all of them for the request to read it; otherwise the route
-        answers 404.
+        carry all of them for the request to read it. Otherwise the route
+        responds 404.
     """
 
     def __init__(
