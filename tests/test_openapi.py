@@ -194,3 +194,28 @@ def test_upstream_error_responses_match(
     assert api_failure.status_code == 502
     check_response(document, "/api/audit", "GET", storage_failure)
     check_response(document, "/api/audit", "GET", api_failure)
+
+
+def test_output_format_responses_match(
+    document: dict[str, Any], client: FlaskClient, server: EmulatorServer
+) -> None:
+    path = "/api/site-audit"
+    stored = server.emulator.create_run("site-audit", output={"a": 1}, offload_output=True)
+    queued = server.emulator.create_run("site-audit", status="QUEUED")
+    operation = document["paths"][path]["get"]
+
+    raw = client.get(f"{path}?runId={stored}&format=raw")
+    redirect = client.get(f"{path}?runId={stored}&format=redirect")
+    not_finished = client.get(f"{path}?runId={queued}&format=raw")
+    invalid = client.get(f"{path}?runId={stored}&format=xml")
+
+    assert raw.status_code == 200
+    assert raw.mimetype in operation["responses"]["200"]["content"]
+    assert redirect.status_code == 307
+    assert "307" in operation["responses"]
+    assert not_finished.status_code == 409
+    check_response(document, path, "GET", not_finished)
+    assert invalid.status_code == 400
+    assert invalid.get_json()["field"] == "format"
+    check_response(document, path, "GET", invalid)
+    assert {"name": "format", "in": "query"}.items() <= operation["parameters"][1].items()
