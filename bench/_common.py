@@ -86,16 +86,17 @@ def create_offloaded_run(emulator: Any, task_id: str, size: int) -> str:
 
 def make_app(server: Any, **config: Any) -> Any:
     """Create a Flask app with the extension configured against an emulator."""
+    return make_app_for(server.url, server.secret_key, **config)
+
+
+def make_app_for(api_url: str, secret_key: str, **config: Any) -> Any:
+    """Create a Flask app with the extension configured against ``api_url``."""
     from flask import Flask
 
     from flask_trigger_outputs.extension import TriggerOutputs
 
     app = Flask("bench")
-    app.config.update(
-        TRIGGER_API_URL=server.url,
-        TRIGGER_SECRET_KEY=server.secret_key,
-        **config,
-    )
+    app.config.update(TRIGGER_API_URL=api_url, TRIGGER_SECRET_KEY=secret_key, **config)
     TriggerOutputs(app)
     return app
 
@@ -134,9 +135,13 @@ class HttpClient:
 
     def get(self, path: str) -> tuple[int, bytes]:
         """Send a GET and return the status and the whole body."""
-        self._connection.request("GET", path)
-        response = self._connection.getresponse()
+        response = self.open(path)
         return response.status, response.read()
+
+    def open(self, path: str) -> http.client.HTTPResponse:
+        """Send a GET and return the response, with its body still unread."""
+        self._connection.request("GET", path)
+        return self._connection.getresponse()
 
     def close(self) -> None:
         self._connection.close()
