@@ -22,7 +22,7 @@ if str(REPO_DIR) not in sys.path:
 
 #: Version of the official SDK the comparisons run against.
 SDK_VERSION = "4.8.3"
-#: Where generated packets are kept between runs.
+#: Folder of the SDK install and the generated packets, kept between runs.
 CACHE_DIR = Path(
     os.environ.get("BENCH_CACHE_DIR", Path.home() / ".cache" / "flask-trigger-outputs")
 )

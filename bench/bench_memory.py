@@ -3,7 +3,7 @@
 The app runs in its own process (this script with ``--serve``), with
 ``TRIGGER_OUTPUTS_CACHE_MAX_BYTES = 0``, so the emulator and the clients do
 not count. After a warm-up request, its peak resident set size (``VmHWM`` in
-``/proc/PID/status``) is reset through ``/proc/PID/clear_refs``; then 8
+``/proc/PID/status``) is reset through ``/proc/PID/clear_refs``. Then 8
 clients, each on its own connection, read the output of one finished run
 through ``GET /api/crawl?runId=...&format=raw`` in 64 KB pieces. The figure
 is the peak RSS after the transfer minus the RSS before it, in MB.

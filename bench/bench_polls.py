@@ -2,8 +2,8 @@
 versus the official SDK's ``runs.retrieve()``, against the same emulator.
 
 A poll by this package is a GET of the app's route over HTTP on 127.0.0.1
-(werkzeug's threaded server, one keep-alive connection), answered with the
-run and its output, as a browser polling the app gets it.
+(werkzeug's threaded server, one keep-alive connection), which returns the
+run and its output as a browser polling the app receives them.
 A poll by the SDK is one ``runs.retrieve()`` call in Node, which retrieves
 the run and downloads and decodes the output every time; its time is the
 ``elapsed_ms`` the SDK script measures around each call, so Node's start-up

@@ -9,7 +9,7 @@ Two kinds of response live here:
 - :func:`packet_response` relays the stored packet as Trigger.dev stored it,
   chunk by chunk and with its original ``Content-Type``, for clients that
   decode superjson themselves. Memory per request is bounded by the chunk
-  size. In redirect mode it answers 307 with a fresh presigned URL instead,
+  size. In redirect mode it responds 307 with a fresh presigned URL instead,
   so the bytes never pass through the app.
 """
 
@@ -43,8 +43,8 @@ DEFAULT_DATA_TYPE = "application/json"
 PacketKind = Literal["output", "payload"]
 
 #: Values of the ``format`` query parameter of the GET routes: ``json``
-#: (the default) answers the run as JSON, ``raw`` relays the stored output
-#: packet, ``redirect`` answers 307 to a presigned URL of it.
+#: (the default) returns the run as JSON, ``raw`` relays the stored output
+#: packet, ``redirect`` responds 307 to a presigned URL of it.
 OUTPUT_FORMATS = ("json", "raw", "redirect")
 
 
@@ -67,7 +67,7 @@ def read_output_format() -> str:
 
 
 def json_response(body: Mapping[str, Any], output_json: bytes | None = None) -> Response:
-    """Answer ``body`` as JSON, with ``output_json`` inserted as its
+    """Build a JSON response of ``body``, with ``output_json`` inserted as its
     ``output`` field when it is given; see :func:`json_response_with_output`."""
     if output_json is None:
         return jsonify(dict(body))
@@ -92,7 +92,7 @@ def json_response_with_output(
 
     :param body: the other fields of the response. Must not contain ``key``.
     :param output_json: UTF-8 JSON text of the value.
-    :param key: the field that holds the value.
+    :param key: the field that contains the value.
     :param status: the HTTP status.
     :raises ValueError: if ``body`` already contains ``key``.
     """
@@ -126,7 +126,7 @@ def packet_response(
     (``application/super+json`` for most outputs written by the official
     SDK). A packet already in the cache is sent from memory without any
     request. An offloaded packet is streamed from the storage host in pieces
-    of ``chunk_size`` bytes, so a request holds about one piece in memory.
+    of ``chunk_size`` bytes, so a request keeps about one piece in memory.
     An inline packet arrives from the API already decoded to its JSON form,
     so it is sent as ``application/json`` text of that form.
 
@@ -194,7 +194,7 @@ def packet_response(
 def _check_output_ready(run: Run) -> None:
     if not run.is_finished:
         raise RunNotFinishedError(
-            f"Run {run.id!r} has status {run.status!r} and has no output yet; poll again later.",
+            f"Run {run.id!r} has status {run.status!r} and has no output yet. Poll again later.",
             status=run.status,
             run_id=run.id,
         )
@@ -215,7 +215,7 @@ def _fresh_url(client: TriggerClient, run_id: str, kind: PacketKind) -> str:
     url = find_packet(raw, kind).presigned_url
     if url is None:
         raise OutputUnavailableError(
-            f"Run {run_id!r} has no presigned URL for its {kind}; Trigger.dev may have failed"
+            f"Run {run_id!r} has no presigned URL for its {kind}. Trigger.dev may have failed"
             " to sign one. Retry the request.",
             run_id=run_id,
         )
