@@ -132,12 +132,14 @@ class RunReader:
 
         # A finished run never changes, so it is kept and later reads send
         # no request. The presigned URLs it holds may expire meanwhile:
-        # _download then asks for fresh ones.
+        # _download then asks for fresh ones. A successful run that came
+        # without its output or a URL for it (the server failed to sign one)
+        # is not kept, so the next read retrieves it again.
         return cache.get_or_load(
             key,
             retrieve,
             size=lambda run: deep_sizeof(run.raw),
-            store=lambda run: run.is_finished,
+            store=lambda run: run.is_finished and (run.output.available or not run.is_success),
         )
 
     def get_output(self, run_id: str, *, as_json: bool = False) -> Any:
