@@ -152,7 +152,12 @@ def _dump_json(value: Any, *, run_id: str | None) -> bytes:
             f"The packet of run {run_id!r} contains NaN or Infinity, which JSON cannot represent.",
             run_id=run_id,
         ) from error
-    return text.encode("utf-8")
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (JavaScript strings may hold one) has no UTF-8
+        # form, so escape every non-ASCII character as \uXXXX instead.
+        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode("ascii")
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,11 +25,13 @@ from flask_trigger_outputs.cache import (
     environment_id,
 )
 from flask_trigger_outputs.client import TriggerClient
+from flask_trigger_outputs.decoding import decode_packet
 from flask_trigger_outputs.emulator import EmulatorServer, StoredPacket
 from flask_trigger_outputs.errors import PacketDecodeError, StorageError
 from flask_trigger_outputs.extension import get_state
 from flask_trigger_outputs.packets import PacketDownloader
 from flask_trigger_outputs.reader import RunReader
+from flask_trigger_outputs.stream import json_response_with_output
 
 WORKERS = 16
 
@@ -750,7 +753,9 @@ def test_reader_coalesces_unfinished_polls(
     client = TriggerClient(trigger_emulator.secret_key, api_url=trigger_emulator.url)
     cache = OutputCache(timer=clock, coalesce_window=1.0, api_url=trigger_emulator.url)
     reader = RunReader(client, PacketDownloader(), cache=cache)
-    run_id = trigger_emulator.emulator.create_run("site-crawl", status="EXECUTING")
+    run_id = trigger_emulator.emulator.create_run(
+        "site-crawl", status="EXECUTING", output={"done": True}, offload_output=False
+    )
 
     reader.get_run(run_id)
     clock.tick(0.5)
@@ -901,3 +906,126 @@ def test_cli_stats_command(trigger_emulator: EmulatorServer) -> None:
     assert counts["downloads"] == 1
     assert counts["bytes_downloaded"] == 1234
     assert counts["max_bytes"] == 64 * 1024 * 1024
+
+
+# -- cached packets from real serializer output and the response helpers --
+
+
+def vector_cases(vectors_dir: Path) -> list[dict[str, Any]]:
+    cases = []
+    for path in sorted((vectors_dir / "cases").glob("*.json")):
+        case = json.loads(path.read_text(encoding="utf-8"))
+        # Large cases keep their packet in a separate file.
+        if "packet" in case and case["packet"].get("data") is not None:
+            cases.append(case)
+    return cases
+
+
+def test_cached_packet_matches_decoder_on_vectors(vectors_dir: Path) -> None:
+    cases = vector_cases(vectors_dir)
+    assert len(cases) > 50
+
+    for case in cases:
+        raw = case["packet"]["data"]
+        # One case stores an object, which a presigned GET returns as JSON text.
+        text = raw if isinstance(raw, str) else json.dumps(raw)
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError:
+            continue  # a lone surrogate has no UTF-8 encoding, so no stored body
+        data_type = case["packet"]["dataType"]
+        try:
+            expected = decode_packet(data, data_type, as_json=True, run_id="run_abc")
+        except PacketDecodeError:
+            with pytest.raises(PacketDecodeError):
+                CachedPacket.from_data(data, data_type, offloaded=True, run_id="run_abc")
+            continue
+
+        packet = CachedPacket.from_data(data, data_type, offloaded=True, run_id="run_abc")
+
+        assert json.loads(packet.json_body) == expected, case["name"]
+        assert packet.decode(as_json=True) == expected, case["name"]
+        assert packet.data == data
+        assert packet.data_type == data_type
+        if "expected_as_json" in case:
+            assert json.loads(packet.json_body) == case["expected_as_json"], case["name"]
+
+
+def test_cached_packet_content_type_parameters() -> None:
+    packet = CachedPacket.from_data(
+        b'{"a": [1, 2]}', "Application/JSON; charset=utf-8", offloaded=True
+    )
+
+    assert packet.data_type == "application/json"
+    assert json.loads(packet.json_body) == {"a": [1, 2]}
+
+
+def test_cached_packet_text_plain() -> None:
+    packet = CachedPacket.from_data("caf\u00e9 \u2603".encode(), "text/plain", offloaded=True)
+
+    assert json.loads(packet.json_body) == "caf\u00e9 \u2603"
+    assert packet.decode() == "caf\u00e9 \u2603"
+
+
+def test_cached_packet_rejects_storage_error_body() -> None:
+    body = (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code>'
+        b"<Message>The specified key does not exist.</Message></Error>"
+    )
+
+    with pytest.raises(StorageError):
+        CachedPacket.from_data(body, "application/xml", offloaded=True, run_id="run_abc")
+
+
+def test_json_response_with_output_inserts_bytes() -> None:
+    app = Flask("response_test")
+
+    with app.app_context():
+        response = json_response_with_output({"runId": "run_abc", "isFinished": True}, b"[1,2]")
+        empty = json_response_with_output({}, b'{"a":null}')
+
+    assert response.mimetype == "application/json"
+    assert response.get_json() == {"runId": "run_abc", "isFinished": True, "output": [1, 2]}
+    assert response.headers["Content-Length"] == str(len(response.get_data()))
+    assert empty.get_json() == {"output": {"a": None}}
+
+
+def test_json_response_with_output_rejects_key() -> None:
+    app = Flask("response_test")
+
+    with app.app_context(), pytest.raises(ValueError, match="already contains 'output'"):
+        json_response_with_output({"output": 1}, b"2")
+
+
+def test_route_format_given_twice(trigger_emulator: EmulatorServer) -> None:
+    client = make_app(trigger_emulator).test_client()
+    run_id = create_crawl_run(trigger_emulator)
+
+    response = client.get(f"/api/crawl?runId={run_id}&format=raw&format=raw")
+
+    assert response.status_code == 400
+    assert response.get_json()["field"] == "format"
+
+
+def test_reader_payload_cached_while_running(trigger_emulator: EmulatorServer) -> None:
+    app = make_app(trigger_emulator, TRIGGER_OUTPUTS_POLL_COALESCE=0.0)
+    reader = get_state(app).reader
+    payload = {"url": "https://example.com", "notes": "x" * 600_000}
+    run_id = trigger_emulator.emulator.create_run(
+        "site-crawl", status="EXECUTING", payload=payload, offload_payload=True
+    )
+
+    first = reader.get_payload(run_id, as_json=True)
+    second = reader.get_payload(run_id, as_json=True)
+
+    assert first == payload
+    assert second == payload
+    assert retrievals(trigger_emulator) == 2
+    assert downloads(trigger_emulator) == 1
+
+
+def test_cached_packet_lone_surrogate() -> None:
+    packet = CachedPacket.from_json_value({"text": "a\ud800b", "name": "caf\u00e9"})
+
+    assert packet.json_body == b'{"text":"a\\ud800b","name":"caf\\u00e9"}'
+    assert json.loads(packet.json_body) == {"text": "a\ud800b", "name": "caf\u00e9"}
