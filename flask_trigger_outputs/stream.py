@@ -183,8 +183,17 @@ def packet_response(
         url = _fresh_url(client, run.id, kind)
         content_type, chunks = downloader.stream(url, run_id=run.id, chunk_size=chunk_size)
 
+    # The first piece is read before the response starts, so a download
+    # that fails before any byte arrives gets the route's JSON error
+    # response instead of a 500 from the server in the middle of a stream.
+    try:
+        first = next(chunks, b"")
+    except BaseException:
+        _close(chunks)
+        raise
+
     stats = cache.stats if cache is not None else None
-    body = _counted(chunks, stats)
+    body = _counted(_prepend(first, chunks), stats)
     response = Response(body, mimetype=None, direct_passthrough=True)
     response.headers["Content-Type"] = content_type or DEFAULT_DATA_TYPE
     response.headers["Cache-Control"] = "no-store"
@@ -227,6 +236,21 @@ def _bytes_response(data: bytes, data_type: str) -> Response:
     response.headers["Content-Type"] = data_type or DEFAULT_DATA_TYPE
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _close(chunks: Iterator[bytes]) -> None:
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()
+
+
+def _prepend(first: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Yield ``first`` and then ``chunks``, and close ``chunks`` when closed."""
+    try:
+        yield first
+        yield from chunks
+    finally:
+        _close(chunks)
 
 
 def _counted(chunks: Iterator[bytes], stats: CacheStats | None) -> Iterable[bytes]:
