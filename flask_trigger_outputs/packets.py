@@ -46,6 +46,49 @@ _S3_ERROR_CODE = re.compile(rb"<Code>([A-Za-z]{1,64})</Code>")
 _URL_CHARACTERS = re.compile(r"[\x21-\x7e]+")
 
 
+#: urllib3 loggers whose DEBUG lines contain request targets with their
+#: query string ("GET /key?X-Amz-Signature=... HTTP/1.1" in urllib3 2.x).
+_URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.poolmanager")
+
+# Query parameters that carry the signature of a presigned URL: S3 and R2
+# (SigV4 and SigV2), Google Cloud Storage, Azure shared access signatures.
+_SIGNED_QUERY = re.compile(r"\?[^\s\"']*(?:X-Amz-Signature|Signature|X-Goog-Signature|sig)=")
+
+
+class _RedactPresignedQuery(logging.Filter):
+    """Remove the query string from urllib3 log arguments that contain a
+    URL signature, so DEBUG logging does not write presigned URLs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(
+            isinstance(arg, str) and _SIGNED_QUERY.search(arg) for arg in record.args
+        ):
+            record.args = tuple(
+                _redact_query(arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        return True
+
+
+def _redact_query(text: str) -> str:
+    match = _SIGNED_QUERY.search(text)
+    if match is None:
+        return text
+    end = re.search(r"[\s\"']", text[match.start() :])
+    tail = text[match.start() + end.start() :] if end else ""
+    return text[: match.start()] + "?<query redacted>" + tail
+
+
+_REDACTION_FILTER = _RedactPresignedQuery()
+
+
+def _redact_urllib3_logs() -> None:
+    """Add the redacting filter to urllib3's loggers, once per process."""
+    for name in _URLLIB3_LOGGERS:
+        urllib3_logger = logging.getLogger(name)
+        if _REDACTION_FILTER not in urllib3_logger.filters:
+            urllib3_logger.addFilter(_REDACTION_FILTER)
+
+
 def redact_url(url: str) -> str:
     """Return ``url`` without its query string, fragment and user info.
 
@@ -99,7 +142,13 @@ class _NoCredentials(requests.auth.AuthBase):
 
 def create_storage_session() -> requests.Session:
     """Create a session for presigned URLs that never sends credentials or
-    cookies and never stores cookies it receives."""
+    cookies and never stores cookies it receives.
+
+    It also adds a filter to urllib3's loggers that removes the query string
+    of a signed URL from their DEBUG lines, which otherwise contain the
+    request target with its signature.
+    """
+    _redact_urllib3_logs()
     session = requests.Session()
     session.cookies.set_policy(_RejectAllCookies())
     session.auth = _NoCredentials()
