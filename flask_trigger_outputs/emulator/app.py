@@ -425,6 +425,11 @@ class Emulator:
         if latency:
             time.sleep(latency)
 
+        if request.method == "GET" and self.faults.take_redirect():
+            location = raw_path + "?" + request.query_string.decode("latin-1")
+            headers = {"Location": location, "Set-Cookie": "emulator_session=1; Path=/"}
+            return Response(b"", 307, headers=headers)
+
         failed_status = self.faults.take_storage_failure(request.method)
         if failed_status is not None:
             code = s3_error_code(failed_status)

@@ -85,6 +85,7 @@ class Faults:
         self._download_faults: list[_DownloadRule] = []
         self._bad_signatures = 0
         self._signing_failures = 0
+        self._redirects = 0
         self._api_latency = 0.0
         self._storage_latency = 0.0
 
@@ -218,6 +219,17 @@ class Faults:
         with self._lock:
             self._bad_signatures += times
 
+    def redirect_downloads(self, times: int = 1) -> None:
+        """Redirect the next ``times`` storage GET requests to themselves.
+
+        The response is ``307 Temporary Redirect`` to the same path and
+        query on the same host, with a ``Set-Cookie`` header, so a test can
+        check that a client follows the redirect without sending back the
+        cookie or adding credentials.
+        """
+        with self._lock:
+            self._redirects += times
+
     def expire_urls_now(self) -> None:
         """Expire every presigned URL issued so far.
 
@@ -239,6 +251,7 @@ class Faults:
             self._download_faults.clear()
             self._bad_signatures = 0
             self._signing_failures = 0
+            self._redirects = 0
             self._api_latency = 0.0
             self._storage_latency = 0.0
 
@@ -285,6 +298,14 @@ class Faults:
         with self._lock:
             if self._bad_signatures > 0:
                 self._bad_signatures -= 1
+                return True
+        return False
+
+    def take_redirect(self) -> bool:
+        """Consume one armed download redirect; return whether there was one."""
+        with self._lock:
+            if self._redirects > 0:
+                self._redirects -= 1
                 return True
         return False
 
