@@ -1,4 +1,5 @@
-"""Write the sections of docs/reliability.md that the reliability tests measure.
+"""Write the sections of docs/reliability.md that the reliability tests
+measure, and make an app's retries record their waits instead of sleeping.
 
 The page has fixed prose and one generated section per test module, each
 between ``<!-- name:start -->`` and ``<!-- name:end -->`` markers. A test
@@ -8,10 +9,14 @@ separately, and a section's text depends only on what the test measured.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
+
+from flask import Flask
 
 #: The page the reliability tests write.
 REPORT_PATH = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
@@ -88,3 +93,30 @@ def write_section(name: str, body: str, path: Path = REPORT_PATH) -> None:
 def _read_sections(text: str) -> dict[str, str]:
     pattern = re.compile(r"<!-- ([a-z-]+):start -->.*?<!-- \1:end -->", re.DOTALL)
     return {match.group(1): match.group(0) for match in pattern.finditer(text)}
+
+
+class WaitRecorder:
+    """The retry policies' ``sleep``: records each wait and returns at once."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, seconds: float) -> None:
+        with self._lock:
+            self.waits.append(seconds)
+
+
+def instrument(app: Flask) -> WaitRecorder:
+    """Make the retries of ``app`` record their waits instead of sleeping,
+    with the jitter fixed at half its range."""
+    state = app.extensions["trigger_outputs"]
+    recorder = WaitRecorder()
+
+    def patched(policy: Any) -> Any:
+        return dataclasses.replace(policy, sleep=recorder, random=lambda: 0.5)
+
+    state.client.retry_policy = patched(state.client.retry_policy)
+    state.client.uploader.retry_policy = patched(state.client.uploader.retry_policy)
+    state.downloader.retry_policy = patched(state.downloader.retry_policy)
+    return recorder

@@ -23,10 +23,8 @@ to docs/reliability.md once every row has run.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,7 +32,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from reliability_report import markdown_table, write_section
+from reliability_report import instrument, markdown_table, write_section
 
 from flask_trigger_outputs import TriggerOutputs, TriggerOutputsError, get_run_output
 from flask_trigger_outputs.emulator import Emulator, EmulatorServer, StoredPacket
@@ -73,33 +71,6 @@ def crawl_output(pages: int = 40) -> dict[str, Any]:
 
 #: The output of most rows: about 3 KB, so it is offloaded.
 OUTPUT = crawl_output()
-
-
-class WaitRecorder:
-    """The retry policies' ``sleep``: records each wait and returns at once."""
-
-    def __init__(self) -> None:
-        self.waits: list[float] = []
-        self._lock = threading.Lock()
-
-    def __call__(self, seconds: float) -> None:
-        with self._lock:
-            self.waits.append(seconds)
-
-
-def instrument(app: Flask) -> WaitRecorder:
-    """Make the retries of ``app`` record their waits instead of sleeping,
-    with the jitter fixed at half its range."""
-    state = app.extensions["trigger_outputs"]
-    recorder = WaitRecorder()
-
-    def patched(policy: Any) -> Any:
-        return dataclasses.replace(policy, sleep=recorder, random=lambda: 0.5)
-
-    state.client.retry_policy = patched(state.client.retry_policy)
-    state.client.uploader.retry_policy = patched(state.client.uploader.retry_policy)
-    state.downloader.retry_policy = patched(state.downloader.retry_policy)
-    return recorder
 
 
 @dataclass
