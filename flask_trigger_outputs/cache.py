@@ -198,6 +198,10 @@ class CachedPacket:
     ) -> CachedPacket:
         """Decode a packet once and build its cache entry.
 
+        Only the JSON form is decoded here. A typed read through
+        :meth:`decode` decodes ``data`` again, so the first typed read of
+        an uncached packet decodes it twice.
+
         :param data: the packet bytes.
         :param content_type: the packet's data type or the download's
             ``Content-Type`` header; ``None`` means ``application/json``.
