@@ -555,7 +555,7 @@ def test_cache_key_uses_namespace() -> None:
 
 # -- the cache in the reader and the routes, against the emulator ---------
 
-#: A superjson packet as the official serializer writes it: a Date and an
+#: A superjson packet in the format the official serializer writes: a Date and an
 #: undefined field, which the JSON form turns into a string and drops.
 SUPERJSON_PACKET = (
     b'{"json":{"site":"https://example.com","fetchedAt":"2024-05-01T12:00:00.000Z",'
