@@ -19,7 +19,7 @@ import logging
 import re
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -129,7 +129,7 @@ def run_faults(server: EmulatorServer, captured: Captured) -> None:
     too_large = offloaded_run(emulator, {"html": "x" * (80 * 1024)})
     good = offloaded_run(emulator)
 
-    arms = {
+    arms: dict[str, Callable[[], None]] = {
         "storage 503": lambda: faults.fail_storage(times=2, status=503),
         "connection reset": lambda: faults.reset_downloads(times=2, keep_bytes=50),
         "body cut short": lambda: faults.truncate_downloads(times=2, keep_bytes=50),
