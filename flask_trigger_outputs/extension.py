@@ -14,6 +14,7 @@ from .client import TriggerClient
 from .config import TriggerOutputsConfig, load_config
 from .packets import PacketDownloader
 from .reader import RunReader
+from .routes import create_blueprint
 from .runs import Run
 
 logger = logging.getLogger(__name__)
@@ -83,8 +84,6 @@ class TriggerOutputs:
         authorize: AuthorizeCallback | None = None,
         run_tags: RunTagsCallback | None = None,
     ) -> None:
-        from .routes import create_blueprint
-
         self.register_blueprint = register_blueprint
         self.authorize = authorize
         self.run_tags = run_tags
@@ -105,7 +104,7 @@ class TriggerOutputs:
         :raises ConfigurationError: if a configuration key is missing or
             invalid. The message names the key.
         """
-        from .cli import trigger_outputs_cli
+        from .cli import trigger_outputs_cli  # cli.py imports this module
 
         if EXTENSION_KEY in app.extensions:
             raise RuntimeError(
