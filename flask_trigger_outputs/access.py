@@ -70,8 +70,8 @@ def check_access(
 
     :raises RunNotFoundError: if a check fails.
     """
-    wanted = [*request_tags(extension), *required_tags]
-    missing = [tag for tag in wanted if tag not in run.tags]
+    expected = [*request_tags(extension), *required_tags]
+    missing = [tag for tag in expected if tag not in run.tags]
 
     if missing:
         logger.info(

@@ -36,8 +36,8 @@ BLUEPRINT_NAME = "trigger_outputs"
 
 # Methods each view accepts so that a wrong method reaches the view and gets
 # a JSON 405 from the blueprint's handler. A 405 raised by URL routing, before
-# any view runs, would get the app's HTML error page instead. The views answer
-# OPTIONS themselves, so the Allow header lists only the methods they serve.
+# any view runs, would get the app's HTML error page instead. The views respond
+# to OPTIONS themselves, so the Allow header lists only the methods they serve.
 _ROUTED_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 # Error codes of HTTP errors raised inside the views, such as a 413 from the
@@ -219,7 +219,7 @@ def load_checked_run(
     The run must belong to ``task_id``, carry the request's tags and
     ``required_tags``, and pass ``authorize``. Otherwise, and for an unknown
     run, :class:`RunNotFoundError` is raised with the same message, so the
-    answer does not tell which check failed.
+    response does not reveal which check failed.
     """
     try:
         run = state.reader.get_run(run_id)
@@ -243,7 +243,7 @@ def load_result(state: TriggerOutputsState, run: Run, *, include_output: bool) -
     """Load the output of a run already retrieved, in its JSON form.
 
     Nothing is downloaded unless ``include_output`` is true and the run
-    succeeded. Without the output, ``output_offloaded`` still tells where
+    succeeded. Without the output, ``output_offloaded`` still records where
     the output of a successful run is stored.
     """
     if not run.is_success:
@@ -268,9 +268,9 @@ def load_result(state: TriggerOutputsState, run: Run, *, include_output: bool) -
 def read_task_run(
     state: TriggerOutputsState, extension: TriggerOutputs, route: TaskRoute, task_id: str
 ) -> Response:
-    """Build the GET answer of a single-task route.
+    """Build the GET response of a single-task route.
 
-    With ``format=raw`` the answer is the stored output packet itself, and
+    With ``format=raw`` the response is the stored output packet itself, and
     with ``format=redirect`` a 307 to a presigned URL of it.
     """
     run_id = read_run_id("runId")
@@ -294,7 +294,7 @@ def read_task_run(
 
 
 def read_content_analysis(state: TriggerOutputsState, extension: TriggerOutputs) -> Response:
-    """Build the GET answer of ``/api/content/analyze``.
+    """Build the GET response of ``/api/content/analyze``.
 
     Once the extraction run succeeded, the analysis run is started with the
     extraction output as payload. The idempotency key is derived from the
