@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .client import TriggerClient
+from .config import ConfigurationError, TriggerOutputsConfig
 from .errors import (
     ApiError,
     AuthenticationError,
@@ -20,7 +21,7 @@ from .errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
-from .extension import TriggerOutputs
+from .extension import TriggerOutputs, TriggerOutputsState
 from .helpers import get_run_output, get_run_payload, get_run_result
 from .packets import PacketDownloader
 from .reader import RunReader, RunResult
@@ -29,6 +30,7 @@ from .runs import Run
 __all__ = [
     "ApiError",
     "AuthenticationError",
+    "ConfigurationError",
     "InvalidRunIdError",
     "OutputTooLargeError",
     "OutputUnavailableError",
@@ -45,7 +47,9 @@ __all__ = [
     "StorageError",
     "TriggerClient",
     "TriggerOutputs",
+    "TriggerOutputsConfig",
     "TriggerOutputsError",
+    "TriggerOutputsState",
     "UpstreamTimeoutError",
     "UpstreamUnavailableError",
     "get_run_output",

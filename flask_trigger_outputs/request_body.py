@@ -103,8 +103,8 @@ def read_json_object(max_size: int) -> dict[str, Any]:
 
     :raises PayloadTooLargeError: if the body is larger than ``max_size``.
     :raises UnsupportedMediaTypeError: if the ``Content-Type`` is not JSON.
-    :raises InvalidRequestError: if the body is empty, is not valid UTF-8
-        JSON, or is not a JSON object.
+    :raises InvalidRequestError: if the body is not valid UTF-8 JSON or is
+        not a JSON object. An empty body reads as ``{}``.
     """
     length = request.content_length
 
@@ -122,10 +122,10 @@ def read_json_object(max_size: int) -> dict[str, Any]:
     if len(data) > max_size:
         raise _too_large(None, max_size)
     if not data.strip():
-        raise InvalidRequestError(
-            "The request body is empty; expected a JSON object with the task's payload.",
-            field="body",
-        )
+        # An empty JSON body starts the task with its defaults. The JSON
+        # Content-Type is still required: a cross-site page cannot send it
+        # without a CORS preflight.
+        return {}
 
     value = _parse_json(data)
 

@@ -100,7 +100,6 @@ def test_post_invalid_json(client: FlaskClient) -> None:
             '"text"',
             "The request body must be a JSON object with the task's payload, got a JSON string.",
         ),
-        ("", "The request body is empty; expected a JSON object with the task's payload."),
         ('{"a": NaN}', "The request body is not valid JSON: NaN is not a JSON value."),
         (b'{"a": "\xff"}', "The request body is not valid UTF-8 (invalid byte at offset 7)."),
         (
@@ -115,6 +114,16 @@ def test_post_rejects_body(client: FlaskClient, data: str | bytes, message: str)
 
     assert response.status_code == 400
     assert response.get_json() == {"error": "invalid_request", "field": "body", "message": message}
+
+
+def test_post_empty_body_starts_task_with_defaults(
+    client: FlaskClient, server: EmulatorServer
+) -> None:
+    response = client.post("/api/audit", data="", headers=CLIENT_HEADERS)
+
+    assert response.status_code == 202
+    run_id = response.get_json()["runId"]
+    assert server.emulator.wait_for_run(run_id)["payload"] == {}
 
 
 def test_post_deeply_nested_body(client: FlaskClient) -> None:
