@@ -5,7 +5,7 @@ The app tags runs with the user named in the ``X-User`` header (the
 ``run_tags`` hook) and rejects runs tagged ``blocked`` in ``authorize``.
 For each GET route and output format, the test compares the response to an
 unknown run id with the responses to a run of another task, a run of
-another user and a run that ``authorize`` rejects: status, headers and body
+another user and a run that ``authorize`` rejects. Status, headers and body
 must be equal once the run ids are replaced by a placeholder. A request for
 the user's own run gets 200, so the checks are not passing by accident.
 """

@@ -2,10 +2,10 @@
 
 schemathesis generates requests from the package's OpenAPI document, valid
 ones and ones that break the document's rules. hypothesis adds the inputs a
-document does not describe: run ids and query strings with unicode, path
-separators, percent-escapes and NUL, very long values, repeated parameters,
-and request bodies that are deeply nested, huge, not UTF-8 or of another
-content type. Every response must be below 500, and every 4xx response a
+document does not describe. Run ids and query strings get unicode, path
+separators, percent-escapes, NUL, very long values and repeated parameters.
+Request bodies are deeply nested, huge, not UTF-8 or of another content
+type. Every response must be below 500, and every 4xx response a
 JSON object with the string fields ``error`` and ``message``.
 """
 

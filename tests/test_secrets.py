@@ -1,11 +1,11 @@
 """The secret key and presigned URL signatures stay out of every output.
 
-One test serves an app with the extension on a real werkzeug server, runs
-it through the emulator's faults with every logger at DEBUG (the package's,
-urllib3's, backoff's and werkzeug's), calls the helpers and the CLI under
-the same faults, and then scans everything it captured: log records with
-their tracebacks, response bodies and headers, error messages with their
-chained causes, and CLI output. The only place a signature may appear is
+One test serves an app with the extension on a real werkzeug server and
+sends requests under the emulator's faults, with every logger at DEBUG
+(the package's, urllib3's, backoff's and werkzeug's). It calls the helper
+and the CLI under the same faults. Then it scans everything it captured:
+log records with their tracebacks, response bodies and headers, error
+messages with their chained causes, and CLI output. The only place a signature may appear is
 the ``Location`` of a ``format=redirect`` response, whose purpose is to hand
 the client a presigned URL of a run it may read.
 
@@ -43,7 +43,7 @@ CONFIG: dict[str, Any] = {
     "TRIGGER_OUTPUTS_MAX_RETRY_TIME": 5.0,
     "TRIGGER_OUTPUTS_MAX_OUTPUT_SIZE": 64 * 1024,
     "TRIGGER_OUTPUTS_POLL_COALESCE": 0.0,
-    # The cache would answer repeated reads without a request, so no fault
+    # The cache would serve repeated reads without a request, so no fault
     # after the first read would reach the client.
     "TRIGGER_OUTPUTS_CACHE_MAX_BYTES": 0,
 }
