@@ -32,8 +32,8 @@ from .errors import (
     UpstreamTimeoutError,
     UpstreamUnavailableError,
 )
-from .packets import PacketUploader
 from .runs import validate_run_id
+from .uploads import PacketUploader
 
 logger = logging.getLogger(__name__)
 

@@ -1,30 +1,34 @@
 """Downloads of offloaded packets from presigned object-storage URLs.
 
-The storage host gets its own :class:`requests.Session`, separate from the
-API session, that never sends credentials: no ``Authorization`` header, no
-cookies, no ``.netrc`` login. S3 and R2 reject a request that carries two
-auth mechanisms, and the secret key must not leak to the storage host.
-
-A presigned URL carries its signature in the query string, so the URL is
-sent exactly as received and never appears in logs or messages with its
-query: :func:`redact_url` removes it.
+The downloads use the credential-free session of
+:mod:`flask_trigger_outputs.storage` and send each URL exactly as received.
+Messages and logs name the storage host, never the URL with its query.
 """
 
 from __future__ import annotations
 
-import http.cookiejar
 import logging
 import re
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import requests
 import urllib3
 
 from ._retry import RetryPolicy, TransientError, call_with_retry
 from .errors import OutputTooLargeError, StorageError, UpstreamTimeoutError
+from .storage import (
+    _URL_CHARACTERS,
+    _host,
+    _is_timeout,
+    _origin,
+    _prepare_verbatim,
+)
+from .storage import create_storage_session as create_storage_session
+from .storage import redact_url as redact_url
+from .uploads import PacketUploader as PacketUploader
 
 logger = logging.getLogger(__name__)
 
@@ -41,137 +45,6 @@ _MAX_REDIRECTS = 3
 _ERROR_BODY_LIMIT = 4096
 
 _S3_ERROR_CODE = re.compile(rb"<Code>([A-Za-z]{1,64})</Code>")
-
-# Characters a presigned URL may contain: printable ASCII without spaces.
-_URL_CHARACTERS = re.compile(r"[\x21-\x7e]+")
-
-
-#: urllib3 loggers whose DEBUG lines contain request targets with their
-#: query string ("GET /key?X-Amz-Signature=... HTTP/1.1" in urllib3 2.x).
-_URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.poolmanager")
-
-# Query parameters that carry the signature of a presigned URL: S3 and R2
-# (SigV4 and SigV2), Google Cloud Storage, Azure shared access signatures.
-_SIGNED_QUERY = re.compile(r"\?[^\s\"']*(?:X-Amz-Signature|Signature|X-Goog-Signature|sig)=")
-
-
-class _RedactPresignedQuery(logging.Filter):
-    """Remove the query string from urllib3 log arguments that contain a
-    URL signature, so DEBUG logging does not write presigned URLs."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any(
-            isinstance(arg, str) and _SIGNED_QUERY.search(arg) for arg in record.args
-        ):
-            record.args = tuple(
-                _redact_query(arg) if isinstance(arg, str) else arg for arg in record.args
-            )
-        return True
-
-
-def _redact_query(text: str) -> str:
-    match = _SIGNED_QUERY.search(text)
-    if match is None:
-        return text
-    end = re.search(r"[\s\"']", text[match.start() :])
-    tail = text[match.start() + end.start() :] if end else ""
-    return text[: match.start()] + "?<query redacted>" + tail
-
-
-_REDACTION_FILTER = _RedactPresignedQuery()
-
-
-def _redact_urllib3_logs() -> None:
-    """Add the redacting filter to urllib3's loggers, once per process."""
-    for name in _URLLIB3_LOGGERS:
-        urllib3_logger = logging.getLogger(name)
-        if _REDACTION_FILTER not in urllib3_logger.filters:
-            urllib3_logger.addFilter(_REDACTION_FILTER)
-
-
-def redact_url(url: str) -> str:
-    """Return ``url`` without its query string, fragment and user info.
-
-    Use it wherever a presigned URL would reach a log line or a message:
-    the query carries the signature that grants access.
-    """
-    try:
-        parts = urllib.parse.urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "<invalid URL>"
-
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{port}" if port is not None else host
-    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-class _RejectAllCookies(http.cookiejar.DefaultCookiePolicy):
-    """Cookie policy that neither stores nor sends any cookie."""
-
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
-        return False
-
-    def return_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
-        return False
-
-    def domain_return_ok(self, domain: str, request: object) -> bool:
-        return False
-
-    def path_return_ok(self, path: str, request: object) -> bool:
-        return False
-
-
-class _NoCredentials(requests.auth.AuthBase):
-    """Authentication hook that removes any ``Authorization`` and ``Cookie``
-    header from a prepared request.
-
-    requests copies the session's cookies into a fresh jar for every
-    request, so the jar's policy alone does not keep them from being sent.
-    This hook runs after the cookies are added. Setting it as the session's
-    ``auth`` also stops requests from looking up ``.netrc`` credentials.
-    """
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers.pop("Authorization", None)
-        request.headers.pop("Cookie", None)
-        return request
-
-
-def create_storage_session() -> requests.Session:
-    """Create a session for presigned URLs that never sends credentials or
-    cookies and never stores cookies it receives.
-
-    It also adds a filter to urllib3's loggers that removes the query string
-    of a signed URL from their DEBUG lines, which otherwise contain the
-    request target with its signature.
-    """
-    _redact_urllib3_logs()
-    session = requests.Session()
-    session.cookies.set_policy(_RejectAllCookies())
-    session.auth = _NoCredentials()
-    return session
-
-
-def _prepare_verbatim(
-    session: requests.Session, request: requests.Request
-) -> tuple[requests.PreparedRequest, dict[str, Any]]:
-    """Prepare ``request`` with its URL exactly as given, and return it with
-    the environment settings (proxies, CA bundle) to send it with.
-
-    requests re-quotes a URL while preparing it (``%7E`` becomes ``~``, for
-    example), which can break a presigned URL's signature, so the prepared
-    URL is put back as received. urllib3 still writes the hex digits of
-    existing percent-escapes in upper case; S3 and R2 canonicalize the query
-    before checking the signature, so that does not change its meaning.
-    """
-    url = str(request.url)
-    prepared = session.prepare_request(request)
-    prepared.url = url
-    settings = session.merge_environment_settings(url, {}, True, None, None)
-    return prepared, dict(settings)
 
 
 class ExpiredUrlError(StorageError):
@@ -494,113 +367,6 @@ class PacketDownloader:
             )
 
 
-class PacketUploader:
-    """Upload packets to presigned PUT URLs, with retries.
-
-    Used by :meth:`~flask_trigger_outputs.client.TriggerClient.trigger` for
-    payloads too large to send inline. Like :class:`PacketDownloader`, it
-    uses a session without credentials or cookies and sends the URL exactly
-    as received. Retries cover 5xx, 408 and 429 responses, connection errors
-    and timeouts; a PUT of the same bytes to the same URL is idempotent.
-
-    :param connect_timeout: seconds to wait for a connection.
-    :param read_timeout: seconds to wait for the storage host's answer.
-    :param retry_policy: limits and clocks of the retries.
-    """
-
-    def __init__(
-        self,
-        *,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 30.0,
-        retry_policy: RetryPolicy | None = None,
-    ) -> None:
-        self.connect_timeout = connect_timeout
-        self.read_timeout = read_timeout
-        self.retry_policy = retry_policy or RetryPolicy(
-            max_tries=4, max_time=30.0, initial_wait=0.5, factor=2.0, max_wait=5.0
-        )
-        self._session = create_storage_session()
-
-    def close(self) -> None:
-        """Close the pooled connections to the storage host."""
-        self._session.close()
-
-    def upload(self, url: str, data: bytes, content_type: str, *, task_id: str) -> None:
-        """PUT ``data`` to a presigned URL with ``content_type`` as its
-        ``Content-Type``.
-
-        :param task_id: the task whose payload is uploaded, for messages.
-        :raises UpstreamTimeoutError: the storage host kept timing out.
-        :raises StorageError: the storage host rejected the upload, or kept
-            failing until the retries ran out.
-        """
-        host = _host(url)
-        subject = f"the payload of task {task_id!r}"
-        if _URL_CHARACTERS.fullmatch(url) is None or _origin(url)[0] not in ("http", "https"):
-            raise StorageError(
-                f"Trigger.dev returned an invalid upload URL for {subject}: expected an"
-                " http or https URL of printable ASCII characters.",
-                task_id=task_id,
-            )
-
-        def attempt() -> None:
-            request = requests.Request(
-                "PUT", url, data=data, headers={"Content-Type": content_type}
-            )
-            try:
-                prepared, settings = _prepare_verbatim(self._session, request)
-                settings["stream"] = False
-                response = self._session.send(
-                    prepared,
-                    allow_redirects=False,
-                    timeout=(self.connect_timeout, self.read_timeout),
-                    **settings,
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                raise TransientError(type(exc).__name__, cause=exc) from exc
-            except requests.RequestException as exc:
-                raise StorageError(
-                    f"Could not upload {subject} to {host} ({type(exc).__name__}).",
-                    task_id=task_id,
-                ) from exc
-
-            status = response.status_code
-            response.close()
-            if 200 <= status < 300:
-                return
-            if status in (408, 429) or status >= 500:
-                raise TransientError(f"HTTP {status}", status_code=status)
-            raise StorageError(
-                f"The storage host {host} rejected the upload of {subject} with HTTP"
-                f" {status}. The upload URL may have expired; trigger the task again.",
-                task_id=task_id,
-                status_code=status,
-            )
-
-        try:
-            call_with_retry(
-                attempt,
-                policy=self.retry_policy,
-                operation=f"Uploading {subject} to {host}",
-                task_id=task_id,
-            )
-        except TransientError as failure:
-            tries = f"{failure.attempts} attempt{'s' if failure.attempts != 1 else ''}"
-            if failure.cause is not None and _is_timeout(failure.cause):
-                raise UpstreamTimeoutError(
-                    f"The storage host {host} did not respond within {self.read_timeout:g} s"
-                    f" while uploading {subject} ({tries}). Try again later.",
-                    task_id=task_id,
-                ) from failure.cause
-            raise StorageError(
-                f"Uploading {subject} to {host} failed ({failure.reason}) after {tries}."
-                " Check that the storage host is reachable and try again.",
-                task_id=task_id,
-                status_code=failure.status_code,
-            ) from (failure.cause or failure)
-
-
 def _run_name(run_id: str | None) -> str:
     return f"run {run_id!r}" if run_id else "the run"
 
@@ -609,33 +375,11 @@ def _subject(run_id: str | None) -> str:
     return f"the packet of run {run_id!r}" if run_id else "a packet"
 
 
-def _host(url: str) -> str:
-    try:
-        return urllib.parse.urlsplit(url).netloc.rpartition("@")[2] or "<no host>"
-    except ValueError:
-        return "<invalid host>"
-
-
-def _origin(url: str) -> tuple[str, str]:
-    parts = urllib.parse.urlsplit(url)
-    return parts.scheme.lower(), parts.netloc.rpartition("@")[2].lower()
-
-
 def _content_length(response: requests.Response) -> int | None:
     value = response.headers.get("Content-Length")
     if value is None or not value.strip().isdigit():
         return None
     return int(value)
-
-
-def _is_timeout(exc: BaseException) -> bool:
-    if isinstance(exc, requests.Timeout):
-        return True
-    # requests reports a read timeout in the middle of a body as a
-    # ConnectionError wrapping urllib3's ReadTimeoutError.
-    return isinstance(exc, requests.ConnectionError) and any(
-        isinstance(arg, urllib3.exceptions.ReadTimeoutError) for arg in exc.args
-    )
 
 
 def _read_error_code(response: requests.Response) -> str | None:

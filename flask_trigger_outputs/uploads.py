@@ -1,0 +1,124 @@
+"""Uploads of payloads too large to send inline to presigned object-storage
+URLs."""
+
+from __future__ import annotations
+
+import requests
+
+from ._retry import RetryPolicy, TransientError, call_with_retry
+from .errors import StorageError, UpstreamTimeoutError
+from .storage import (
+    _URL_CHARACTERS,
+    _host,
+    _is_timeout,
+    _origin,
+    _prepare_verbatim,
+    create_storage_session,
+)
+
+
+class PacketUploader:
+    """Upload packets to presigned PUT URLs, with retries.
+
+    Used by :meth:`~flask_trigger_outputs.client.TriggerClient.trigger` for
+    payloads too large to send inline. Like :class:`PacketDownloader`, it
+    uses a session without credentials or cookies and sends the URL exactly
+    as received. Retries cover 5xx, 408 and 429 responses, connection errors
+    and timeouts; a PUT of the same bytes to the same URL is idempotent.
+
+    :param connect_timeout: seconds to wait for a connection.
+    :param read_timeout: seconds to wait for the storage host's answer.
+    :param retry_policy: limits and clocks of the retries.
+    """
+
+    def __init__(
+        self,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        retry_policy: RetryPolicy | None = None,
+    ) -> None:
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.retry_policy = retry_policy or RetryPolicy(
+            max_tries=4, max_time=30.0, initial_wait=0.5, factor=2.0, max_wait=5.0
+        )
+        self._session = create_storage_session()
+
+    def close(self) -> None:
+        """Close the pooled connections to the storage host."""
+        self._session.close()
+
+    def upload(self, url: str, data: bytes, content_type: str, *, task_id: str) -> None:
+        """PUT ``data`` to a presigned URL with ``content_type`` as its
+        ``Content-Type``.
+
+        :param task_id: the task whose payload is uploaded, for messages.
+        :raises UpstreamTimeoutError: the storage host kept timing out.
+        :raises StorageError: the storage host rejected the upload, or kept
+            failing until the retries ran out.
+        """
+        host = _host(url)
+        subject = f"the payload of task {task_id!r}"
+        if _URL_CHARACTERS.fullmatch(url) is None or _origin(url)[0] not in ("http", "https"):
+            raise StorageError(
+                f"Trigger.dev returned an invalid upload URL for {subject}: expected an"
+                " http or https URL of printable ASCII characters.",
+                task_id=task_id,
+            )
+
+        def attempt() -> None:
+            request = requests.Request(
+                "PUT", url, data=data, headers={"Content-Type": content_type}
+            )
+            try:
+                prepared, settings = _prepare_verbatim(self._session, request)
+                settings["stream"] = False
+                response = self._session.send(
+                    prepared,
+                    allow_redirects=False,
+                    timeout=(self.connect_timeout, self.read_timeout),
+                    **settings,
+                )
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                raise TransientError(type(exc).__name__, cause=exc) from exc
+            except requests.RequestException as exc:
+                raise StorageError(
+                    f"Could not upload {subject} to {host} ({type(exc).__name__}).",
+                    task_id=task_id,
+                ) from exc
+
+            status = response.status_code
+            response.close()
+            if 200 <= status < 300:
+                return
+            if status in (408, 429) or status >= 500:
+                raise TransientError(f"HTTP {status}", status_code=status)
+            raise StorageError(
+                f"The storage host {host} rejected the upload of {subject} with HTTP"
+                f" {status}. The upload URL may have expired; trigger the task again.",
+                task_id=task_id,
+                status_code=status,
+            )
+
+        try:
+            call_with_retry(
+                attempt,
+                policy=self.retry_policy,
+                operation=f"Uploading {subject} to {host}",
+                task_id=task_id,
+            )
+        except TransientError as failure:
+            tries = f"{failure.attempts} attempt{'s' if failure.attempts != 1 else ''}"
+            if failure.cause is not None and _is_timeout(failure.cause):
+                raise UpstreamTimeoutError(
+                    f"The storage host {host} did not respond within {self.read_timeout:g} s"
+                    f" while uploading {subject} ({tries}). Try again later.",
+                    task_id=task_id,
+                ) from failure.cause
+            raise StorageError(
+                f"Uploading {subject} to {host} failed ({failure.reason}) after {tries}."
+                " Check that the storage host is reachable and try again.",
+                task_id=task_id,
+                status_code=failure.status_code,
+            ) from (failure.cause or failure)
