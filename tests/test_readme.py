@@ -10,8 +10,14 @@ CLI runner.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,6 +25,7 @@ from urllib.parse import urlsplit
 import pytest
 from flask import Flask
 
+from flask_trigger_outputs import TriggerOutputs
 from flask_trigger_outputs.emulator import EmulatorServer
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -135,6 +142,13 @@ def test_readme_helper_view(readme_env: EmulatorServer) -> None:
     response = client.get(f"/reports/{failed}/pages")
     assert response.status_code == 409
     assert response.get_json() == {"error": "Crawl failed."}
+
+    malformed = client.get("/reports/bogus/pages")
+    assert malformed.status_code == 400
+    assert malformed.get_json()["error"] == "invalid_run_id"
+    unknown = client.get("/reports/run_nosuchrun000000000/pages")
+    assert unknown.status_code == 404
+    assert unknown.get_json()["error"] == "run_not_found"
 
 
 def test_readme_background_progress(readme_env: EmulatorServer) -> None:
@@ -254,3 +268,54 @@ def test_readme_cli_examples(readme_env: EmulatorServer, tmp_path: Path) -> None
         result = runner.invoke(args=arguments)
         assert result.exit_code == 0, (arguments, result.output)
     assert json.loads((tmp_path / "crawl.json").read_text()) == {"pages": ["/"]}
+
+
+def test_readme_standalone_emulator(tmp_path: Path) -> None:
+    block = block_containing(readme_blocks("sh"), "python -m flask_trigger_outputs.emulator")
+    serve_line, app_line = block.splitlines()
+    (tmp_path / "mytasks.py").write_text(
+        "TASKS = {'site-crawl': lambda payload, context: {'pages': ['/']}}\n"
+    )
+    port = free_port()
+    command = [
+        sys.executable if word == "python" else word
+        for word in shlex.split(serve_line.replace("8787", str(port)))
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        printed = process.stdout.readline()
+        assert f"http://127.0.0.1:{port}" in printed
+
+        settings = dict(word.split("=", 1) for word in shlex.split(app_line) if "=" in word)
+        app = Flask("myapp")
+        app.config.update(
+            TRIGGER_API_URL=settings["TRIGGER_API_URL"].replace("8787", str(port)),
+            TRIGGER_SECRET_KEY=settings["TRIGGER_SECRET_KEY"],
+        )
+        TriggerOutputs(app)
+        client = app.test_client()
+        run_id = client.post("/api/crawl", json={}).get_json()["runId"]
+        for _ in range(100):
+            body = client.get("/api/crawl", query_string={"runId": run_id}).get_json()
+            if body["isFinished"]:
+                break
+            time.sleep(0.05)
+        assert body["output"] == {"pages": ["/"]}
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
