@@ -18,13 +18,13 @@ import requests
 import urllib3
 
 from ._retry import RetryPolicy, TransientError, call_with_retry
-from .errors import OutputTooLargeError, StorageError, UpstreamTimeoutError
+from .errors import OutputTooLargeError, StorageError
 from .storage import (
     _URL_CHARACTERS,
+    _give_up_error,
     _host,
-    _is_timeout,
     _origin,
-    _prepare_verbatim,
+    _send_verbatim,
 )
 from .storage import create_storage_session as create_storage_session
 from .storage import redact_url as redact_url
@@ -190,25 +190,14 @@ class PacketDownloader:
                 run_id=run_id,
             )
         except TransientError as failure:
-            raise self._give_up_error(failure, host, run_id) from (failure.cause or failure)
-
-    def _give_up_error(
-        self, failure: TransientError, host: str, run_id: str | None
-    ) -> StorageError | UpstreamTimeoutError:
-        tries = f"{failure.attempts} attempt{'s' if failure.attempts != 1 else ''}"
-        if failure.cause is not None and _is_timeout(failure.cause):
-            return UpstreamTimeoutError(
-                f"The storage host {host} did not respond within {self.read_timeout:g} s"
-                f" while downloading {_subject(run_id)} ({tries}). Try again later.",
+            raise _give_up_error(
+                failure,
+                verb="download",
+                subject=_subject(run_id),
+                host=host,
+                read_timeout=self.read_timeout,
                 run_id=run_id,
-            )
-
-        return StorageError(
-            f"Downloading {_subject(run_id)} from {host} failed ({failure.reason})"
-            f" after {tries}. Check that the storage host is reachable and try again.",
-            run_id=run_id,
-            status_code=failure.status_code,
-        )
+            ) from (failure.cause or failure)
 
     def _open(self, url: str, run_id: str | None) -> requests.Response:
         """Send the GET request and return a response with a 2xx status whose
@@ -243,17 +232,13 @@ class PacketDownloader:
         )
 
     def _send(self, url: str, run_id: str | None) -> requests.Response:
-        session = self._session
         try:
-            prepared, settings = _prepare_verbatim(session, requests.Request("GET", url))
-            return session.send(
-                prepared,
-                allow_redirects=False,
+            return _send_verbatim(
+                self._session,
+                requests.Request("GET", url),
                 timeout=(self.connect_timeout, self.read_timeout),
-                **settings,
+                stream=True,
             )
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise TransientError(type(exc).__name__, cause=exc) from exc
         except requests.RequestException as exc:
             raise StorageError(
                 f"Could not request {_subject(run_id)} from {_host(url)} ({type(exc).__name__}).",

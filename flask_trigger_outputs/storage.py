@@ -22,6 +22,9 @@ from typing import Any
 import requests
 import urllib3
 
+from ._retry import TransientError
+from .errors import StorageError, UpstreamTimeoutError
+
 # Characters a presigned URL may contain: printable ASCII without spaces.
 _URL_CHARACTERS = re.compile(r"[\x21-\x7e]+")
 
@@ -152,6 +155,64 @@ def _prepare_verbatim(
     prepared.url = url
     settings = session.merge_environment_settings(url, {}, True, None, None)
     return prepared, dict(settings)
+
+
+def _send_verbatim(
+    session: requests.Session,
+    request: requests.Request,
+    *,
+    timeout: tuple[float, float],
+    stream: bool,
+) -> requests.Response:
+    """Send ``request`` with its URL exactly as given, without following
+    redirects.
+
+    :raises TransientError: the connection failed or timed out, so another
+        attempt may succeed.
+    :raises requests.RequestException: any other failure, for the caller to
+        turn into a :class:`~flask_trigger_outputs.errors.StorageError`
+        that names what was sent.
+    """
+    try:
+        prepared, settings = _prepare_verbatim(session, request)
+        settings["stream"] = stream
+        return session.send(prepared, allow_redirects=False, timeout=timeout, **settings)
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise TransientError(type(exc).__name__, cause=exc) from exc
+
+
+def _give_up_error(
+    failure: TransientError,
+    *,
+    verb: str,
+    subject: str,
+    host: str,
+    read_timeout: float,
+    run_id: str | None = None,
+    task_id: str | None = None,
+) -> StorageError | UpstreamTimeoutError:
+    """Build the error for a transfer whose retries ran out: a timeout when
+    the last failure was one, else a storage error with the last status.
+
+    :param verb: ``"download"`` or ``"upload"``.
+    """
+    tries = f"{failure.attempts} attempt{'s' if failure.attempts != 1 else ''}"
+    if failure.cause is not None and _is_timeout(failure.cause):
+        return UpstreamTimeoutError(
+            f"The storage host {host} did not respond within {read_timeout:g} s"
+            f" while {verb}ing {subject} ({tries}). Try again later.",
+            run_id=run_id,
+            task_id=task_id,
+        )
+
+    direction = "from" if verb == "download" else "to"
+    return StorageError(
+        f"{verb.capitalize()}ing {subject} {direction} {host} failed ({failure.reason})"
+        f" after {tries}. Check that the storage host is reachable and try again.",
+        run_id=run_id,
+        task_id=task_id,
+        status_code=failure.status_code,
+    )
 
 
 def _host(url: str) -> str:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import requests
 
 from ._retry import RetryPolicy, TransientError, call_with_retry
-from .errors import StorageError, UpstreamTimeoutError
+from .errors import StorageError
 from .storage import (
     _URL_CHARACTERS,
+    _give_up_error,
     _host,
-    _is_timeout,
     _origin,
-    _prepare_verbatim,
+    _send_verbatim,
     create_storage_session,
 )
 
@@ -72,16 +72,12 @@ class PacketUploader:
                 "PUT", url, data=data, headers={"Content-Type": content_type}
             )
             try:
-                prepared, settings = _prepare_verbatim(self._session, request)
-                settings["stream"] = False
-                response = self._session.send(
-                    prepared,
-                    allow_redirects=False,
+                response = _send_verbatim(
+                    self._session,
+                    request,
                     timeout=(self.connect_timeout, self.read_timeout),
-                    **settings,
+                    stream=False,
                 )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                raise TransientError(type(exc).__name__, cause=exc) from exc
             except requests.RequestException as exc:
                 raise StorageError(
                     f"Could not upload {subject} to {host} ({type(exc).__name__}).",
@@ -109,16 +105,11 @@ class PacketUploader:
                 task_id=task_id,
             )
         except TransientError as failure:
-            tries = f"{failure.attempts} attempt{'s' if failure.attempts != 1 else ''}"
-            if failure.cause is not None and _is_timeout(failure.cause):
-                raise UpstreamTimeoutError(
-                    f"The storage host {host} did not respond within {self.read_timeout:g} s"
-                    f" while uploading {subject} ({tries}). Try again later.",
-                    task_id=task_id,
-                ) from failure.cause
-            raise StorageError(
-                f"Uploading {subject} to {host} failed ({failure.reason}) after {tries}."
-                " Check that the storage host is reachable and try again.",
+            raise _give_up_error(
+                failure,
+                verb="upload",
+                subject=subject,
+                host=host,
+                read_timeout=self.read_timeout,
                 task_id=task_id,
-                status_code=failure.status_code,
             ) from (failure.cause or failure)
