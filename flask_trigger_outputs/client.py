@@ -1,10 +1,11 @@
 """The Trigger.dev REST client: retrieve runs, trigger tasks, sign packets.
 
 This module is the boundary between ``requests`` and the package: every
-``requests`` exception and every error status is translated here into an
-exception from :mod:`flask_trigger_outputs.errors`, raised ``from`` the
-original. Messages name the run or task and what to do next, and never contain
-the secret key.
+``requests`` exception is translated here, and every error status in
+:mod:`flask_trigger_outputs._api_errors`, into an exception from
+:mod:`flask_trigger_outputs.errors`, raised ``from`` the original.
+Messages name the run or task and what to do next, and never contain the
+secret key.
 """
 
 from __future__ import annotations
@@ -21,17 +22,9 @@ from typing import Any
 import requests
 
 from . import decoding
+from ._api_errors import give_up_error, read_retry_at, should_retry, status_error
 from ._retry import RetryPolicy, TransientError, call_with_retry
-from .errors import (
-    ApiError,
-    AuthenticationError,
-    PayloadTooLargeError,
-    RateLimitError,
-    RunNotFoundError,
-    TriggerOutputsError,
-    UpstreamTimeoutError,
-    UpstreamUnavailableError,
-)
+from .errors import ApiError, PayloadTooLargeError
 from .runs import validate_run_id
 from .uploads import PacketUploader
 
@@ -52,12 +45,6 @@ DEFAULT_MAX_PAYLOAD_SIZE = 3 * 1024 * 1024
 TRIGGER_VERSION = "4.8.3"
 
 _USER_AGENT = "flask-trigger-outputs/0.1.0"
-
-# Longest part of a server error message quoted in an exception.
-_SERVER_MESSAGE_LENGTH = 200
-
-# Statuses retried when the server sends no ``x-should-retry`` header.
-_RETRY_STATUSES = frozenset({408, 409, 429})
 
 _TASK_ID_PATTERN = re.compile(r"[\x21-\x7e]{1,128}")
 
@@ -401,8 +388,8 @@ class TriggerClient:
                     task_id=task_id,
                 ) from exc
 
-            if _should_retry(response):
-                retry_at = _retry_at(response, self.retry_policy.wall_clock())
+            if should_retry(response):
+                retry_at = read_retry_at(response, self.retry_policy.wall_clock())
                 response.close()
                 raise TransientError(
                     f"HTTP {response.status_code}",
@@ -420,12 +407,12 @@ class TriggerClient:
                 task_id=task_id,
             )
         except TransientError as failure:
-            raise self._give_up_error(failure, action, run_id, task_id) from (
+            raise give_up_error(failure, action, run_id, task_id, self._host) from (
                 failure.cause or failure
             )
 
         if not 200 <= response.status_code < 300:
-            raise self._status_error(response, action, run_id, task_id, is_run_lookup)
+            raise status_error(response, action, run_id, task_id, is_run_lookup)
 
         try:
             answer = response.json()
@@ -444,150 +431,6 @@ class TriggerClient:
                 status_code=response.status_code,
             )
         return answer
-
-    def _give_up_error(
-        self,
-        failure: TransientError,
-        action: str,
-        run_id: str | None,
-        task_id: str | None,
-    ) -> TriggerOutputsError:
-        """Build the error raised once the retries of a call are exhausted."""
-        tries = (
-            f"{failure.attempts} attempt{'s' if failure.attempts != 1 else ''}"
-            f" in {failure.elapsed:.1f} s"
-        )
-        status = failure.status_code
-
-        if status == 429:
-            return RateLimitError(
-                f"Trigger.dev kept rate-limiting the API calls (HTTP 429) while {action},"
-                f" after {tries}. Try again later or lower the request rate.",
-                status_code=status,
-                run_id=run_id,
-                task_id=task_id,
-            )
-        if status == 408 or (
-            failure.cause is not None and isinstance(failure.cause, requests.Timeout)
-        ):
-            return UpstreamTimeoutError(
-                f"Trigger.dev did not respond in time while {action}, after {tries}."
-                " Try again later.",
-                status_code=status,
-                run_id=run_id,
-                task_id=task_id,
-            )
-        if status is not None and status >= 500:
-            return UpstreamUnavailableError(
-                f"Trigger.dev kept failing (HTTP {status}) while {action}, after {tries}."
-                " Try again later.",
-                status_code=status,
-                run_id=run_id,
-                task_id=task_id,
-            )
-        if status is None:
-            return UpstreamUnavailableError(
-                f"Could not reach Trigger.dev at {self._host} while {action}"
-                f" ({failure.reason}), after {tries}. Check TRIGGER_API_URL and the"
-                " network connection.",
-                run_id=run_id,
-                task_id=task_id,
-            )
-        return ApiError(
-            f"Trigger.dev kept responding with HTTP {status} while {action}, after {tries}.",
-            status_code=status,
-            run_id=run_id,
-            task_id=task_id,
-        )
-
-    def _status_error(
-        self,
-        response: requests.Response,
-        action: str,
-        run_id: str | None,
-        task_id: str | None,
-        is_run_lookup: bool,
-    ) -> TriggerOutputsError:
-        """Build the error for a final response with a non-2xx status."""
-        status = response.status_code
-        server_message = _server_message(response)
-
-        if status in (401, 403):
-            return AuthenticationError(
-                f"Trigger.dev rejected the secret key (HTTP {status}) while {action}."
-                " Check that TRIGGER_SECRET_KEY is a secret API key of the project"
-                " environment you mean to use.",
-                status_code=status,
-                run_id=run_id,
-                task_id=task_id,
-            )
-        if status == 404 and is_run_lookup:
-            return RunNotFoundError(
-                f"Trigger.dev has no run {run_id!r} in the environment of this secret key."
-                " Check the run id and that the key belongs to the environment that"
-                " started the run.",
-                status_code=status,
-                run_id=run_id,
-                task_id=task_id,
-            )
-
-        detail = f": {server_message}" if server_message else ""
-        if status >= 500:
-            # Only reached when the server sent ``x-should-retry: false``.
-            return UpstreamUnavailableError(
-                f"Trigger.dev failed with HTTP {status} while {action} and asked not to"
-                f" retry{detail}. Try again later.",
-                status_code=status,
-                run_id=run_id,
-                task_id=task_id,
-            )
-        return ApiError(
-            f"Trigger.dev rejected the request with HTTP {status} while {action}{detail}.",
-            status_code=status,
-            run_id=run_id,
-            task_id=task_id,
-        )
-
-
-def _should_retry(response: requests.Response) -> bool:
-    """Decide whether a response is worth another attempt, honouring the
-    server's ``x-should-retry`` header first."""
-    should_retry = response.headers.get("x-should-retry", "").strip().lower()
-    if should_retry == "true":
-        return True
-    if should_retry == "false":
-        return False
-    return response.status_code in _RETRY_STATUSES or response.status_code >= 500
-
-
-def _retry_at(response: requests.Response, now: float) -> float | None:
-    """Return the Unix time before which the server asked not to retry:
-    ``x-ratelimit-reset`` (milliseconds since the epoch) on a 429, or a
-    numeric ``Retry-After`` (seconds from now)."""
-    if response.status_code == 429:
-        reset = response.headers.get("x-ratelimit-reset", "").strip()
-        if reset.isdigit():
-            return int(reset) / 1000.0
-
-    retry_after = response.headers.get("Retry-After", "").strip()
-    if retry_after.isdigit():
-        return now + int(retry_after)
-    return None
-
-
-def _server_message(response: requests.Response) -> str | None:
-    """Return the ``error`` field of a JSON error body, quoted and shortened."""
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-
-    message = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(message, str) or not message:
-        return None
-    if len(message) > _SERVER_MESSAGE_LENGTH:
-        return repr(message[:_SERVER_MESSAGE_LENGTH]) + "..."
-    return repr(message)
 
 
 def _quote_filename(filename: str) -> str:
