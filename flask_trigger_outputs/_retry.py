@@ -59,7 +59,7 @@ class RetryPolicy:
     #: Source of uniform random numbers in ``[0, 1)`` for the jitter.
     random: Callable[[], float] = field(default=random.random, compare=False)
     #: Called with no arguments before each retry, for example to count
-    #: retries in :class:`~flask_trigger_outputs.cache.CacheStats`.
+    #: retries in :class:`~flask_trigger_outputs.cache_stats.CacheStats`.
     on_retry: Callable[[], None] | None = field(default=None, compare=False)
 
     def backoff_wait(self, attempt: int) -> float:

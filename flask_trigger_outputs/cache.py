@@ -16,18 +16,17 @@ a run that is still executing share one API call for a short window.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import sys
 import threading
 import time
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
 from cachetools import TTLCache
 
-from .errors import PacketDecodeError
+from .cache_stats import CacheStats as CacheStats
+from .cached_packet import CachedPacket as CachedPacket
 from .singleflight import SingleFlight
 
 logger = logging.getLogger(__name__)
@@ -79,183 +78,6 @@ def environment_id(secret_key: str, branch: str | None = None) -> str:
     """
     digest = hashlib.sha256(secret_key.encode("utf-8")).hexdigest()[:16]
     return digest if not branch else f"{digest}:{branch}"
-
-
-class CacheStats:
-    """Thread-safe counters of cache and download activity.
-
-    ``hits`` and ``misses`` count lookups of finished data; ``shared``
-    counts callers that waited for another caller's identical load instead
-    of starting their own; ``coalesced`` counts polls of unfinished runs
-    answered from another poll's API call; ``downloads`` and
-    ``bytes_downloaded`` count presigned downloads; ``retries`` counts
-    repeated HTTP attempts; ``evictions`` counts entries removed to make
-    room, ``expirations`` entries removed because their time ran out, and
-    ``skipped`` values too large to cache.
-    """
-
-    #: The names of the counters, in the order :meth:`snapshot` lists them.
-    FIELDS = (
-        "hits",
-        "misses",
-        "shared",
-        "coalesced",
-        "downloads",
-        "bytes_downloaded",
-        "retries",
-        "evictions",
-        "expirations",
-        "skipped",
-    )
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts = dict.fromkeys(self.FIELDS, 0)
-
-    def increment(self, name: str, amount: int = 1) -> None:
-        """Add ``amount`` to the counter ``name``.
-
-        :raises KeyError: if ``name`` is not one of :attr:`FIELDS`.
-        """
-        if name not in self._counts:
-            raise KeyError(f"Unknown counter {name!r}; expected one of {', '.join(self.FIELDS)}.")
-        with self._lock:
-            self._counts[name] += amount
-
-    def record_download(self, size: int) -> None:
-        """Count one finished download of ``size`` bytes."""
-        with self._lock:
-            self._counts["downloads"] += 1
-            self._counts["bytes_downloaded"] += size
-
-    def record_retry(self) -> None:
-        """Count one repeated HTTP attempt."""
-        self.increment("retries")
-
-    def snapshot(self) -> dict[str, int]:
-        """Return a copy of all counters, read at one instant."""
-        with self._lock:
-            return dict(self._counts)
-
-    def reset(self) -> None:
-        """Set every counter back to zero."""
-        with self._lock:
-            for name in self._counts:
-                self._counts[name] = 0
-
-
-def _dump_json(value: Any, *, run_id: str | None) -> bytes:
-    try:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except ValueError as error:
-        raise PacketDecodeError(
-            f"The packet of run {run_id!r} contains NaN or Infinity, which JSON cannot represent.",
-            run_id=run_id,
-        ) from error
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        # A lone surrogate (JavaScript strings may hold one) has no UTF-8
-        # form, so escape every non-ASCII character as \uXXXX instead.
-        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode("ascii")
-
-
-@dataclass(frozen=True)
-class CachedPacket:
-    """A finished run's output or payload, stored in the form a response
-    needs.
-
-    ``json_body`` is the UTF-8 JSON text of the packet's JSON form, which is
-    what Trigger.dev's ``parsePacketAsJson`` returns (the ``json`` half of a
-    superjson packet). It is serialized once, when the entry is built, so a
-    cache hit copies bytes into the response instead of decoding and
-    serializing the value again. ``data`` keeps the packet as stored, for the
-    raw route and for typed decoding.
-
-    The typed value is not cached: Python containers are mutable and a value
-    shared between requests could be changed by one of them. :meth:`decode`
-    builds a fresh value from ``data`` on every call, without any request.
-    """
-
-    #: The packet bytes as stored by Trigger.dev.
-    data: bytes
-    #: The packet's media type, such as ``application/super+json``.
-    data_type: str
-    #: Whether the packet was downloaded from a presigned URL (``True``) or
-    #: arrived inline in the run (``False``).
-    offloaded: bool
-    #: UTF-8 JSON text of the packet's JSON form.
-    json_body: bytes
-
-    @classmethod
-    def from_data(
-        cls,
-        data: bytes,
-        content_type: str | None,
-        *,
-        offloaded: bool,
-        run_id: str | None = None,
-    ) -> CachedPacket:
-        """Decode a packet once and build its cache entry.
-
-        Only the JSON form is decoded here. A typed read through
-        :meth:`decode` decodes ``data`` again, so the first typed read of
-        an uncached packet decodes it twice.
-
-        :param data: the packet bytes.
-        :param content_type: the packet's data type or the download's
-            ``Content-Type`` header; ``None`` means ``application/json``.
-        :param offloaded: whether the packet came from a presigned URL.
-        :param run_id: the run, named in error messages.
-        :raises PacketDecodeError: if the bytes do not match the data type.
-        :raises StorageError: if the bytes are a storage host's XML error.
-        """
-        from .decoding import decode_packet, media_type
-
-        value = decode_packet(data, content_type, as_json=True, run_id=run_id)
-        return cls(
-            data=data,
-            data_type=media_type(content_type),
-            offloaded=offloaded,
-            json_body=_dump_json(value, run_id=run_id),
-        )
-
-    @classmethod
-    def from_json_value(cls, value: Any, *, run_id: str | None = None) -> CachedPacket:
-        """Build the entry of an inline packet that the API already returned
-        as a JSON value.
-
-        :param value: the decoded ``output`` or ``payload`` field of a run.
-        :param run_id: the run, named in error messages.
-        """
-        body = _dump_json(value, run_id=run_id)
-        return cls(data=body, data_type="application/json", offloaded=False, json_body=body)
-
-    @property
-    def size(self) -> int:
-        """The size of the stored packet in bytes."""
-        return len(self.data)
-
-    @property
-    def nbytes(self) -> int:
-        """The memory this entry takes, counting shared buffers once."""
-        total = sys.getsizeof(self.data)
-        if self.json_body is not self.data:
-            total += sys.getsizeof(self.json_body)
-        return total + 200  # the dataclass instance and its attributes
-
-    def decode(self, *, as_json: bool = False, run_id: str | None = None) -> Any:
-        """Build a fresh Python value from the cached bytes.
-
-        :param as_json: return the JSON form instead of the typed value.
-        :param run_id: the run, named in error messages.
-        """
-        if as_json:
-            return json.loads(self.json_body)
-
-        from .decoding import decode_packet
-
-        return decode_packet(self.data, self.data_type, run_id=run_id)
 
 
 def deep_sizeof(value: Any) -> int:

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import decoding
-from .cache import CachedPacket, deep_sizeof
+from .cache import deep_sizeof
+from .cached_packet import CachedPacket
 from .client import TriggerClient
 from .errors import (
     OutputUnavailableError,
@@ -85,7 +86,7 @@ class RunResult:
     #: Whether the output was offloaded to object storage.
     output_offloaded: bool | None = None
     #: The output's JSON form as UTF-8 JSON text, when it was taken from a
-    #: :class:`~flask_trigger_outputs.cache.CachedPacket` and can be sent as
+    #: :class:`~flask_trigger_outputs.cached_packet.CachedPacket` and can be sent as
     #: is. ``output`` is not filled in then, so nothing is decoded.
     output_json: bytes | None = None
 

@@ -7,7 +7,7 @@ process looks in Redis. A miss in Redis takes the cross-process lock, so one
 worker downloads and the others read the packet it stored. Both tiers use the
 same key and the same TTL.
 
-Only packets (:class:`~flask_trigger_outputs.cache.CachedPacket`) go to Redis.
+Only packets (:class:`~flask_trigger_outputs.cached_packet.CachedPacket`) go to Redis.
 They never change once a run has finished, and storing bytes needs no
 pickling. Run records and polls of unfinished runs stay in the process.
 """
@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-from .cache import CachedPacket, CacheKey, OutputCache, environment_id
+from .cache import CacheKey, OutputCache, environment_id
+from .cached_packet import CachedPacket
 from .config import ConfigurationError
 from .shared_cache import DEFAULT_PREFIX, SharedCache
 

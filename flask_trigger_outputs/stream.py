@@ -4,7 +4,7 @@ Two kinds of response live here:
 
 - :func:`json_response_with_output` builds a route's JSON body around an
   output that is already serialized (a cached
-  :class:`~flask_trigger_outputs.cache.CachedPacket`'s ``json_body``), so a
+  :class:`~flask_trigger_outputs.cached_packet.CachedPacket`'s ``json_body``), so a
   cache hit copies bytes instead of decoding and serializing megabytes.
 - :func:`packet_response` relays the stored packet as Trigger.dev stored it,
   chunk by chunk and with its original ``Content-Type``, for clients that
@@ -27,7 +27,9 @@ from .request_body import InvalidRequestError
 from .runs import Run, find_packet
 
 if TYPE_CHECKING:
-    from .cache import CachedPacket, CacheStats, OutputCache
+    from .cache import OutputCache
+    from .cache_stats import CacheStats
+    from .cached_packet import CachedPacket
     from .client import TriggerClient
     from .packets import PacketDownloader
 
