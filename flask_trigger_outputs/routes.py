@@ -19,11 +19,11 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from .access import check_access, request_tags, run_not_found
-from .errors import PayloadTooLargeError, RunNotFoundError, TriggerOutputsError
+from .errors import RunNotFoundError, TriggerOutputsError
 from .reader import RunResult
-from .request_body import read_json_object, read_optional_run_id, read_run_id
+from .request_body import read_json_object, read_run_id
 from .runs import Run
-from .serialize import result_to_json, run_to_json
+from .serialize import result_to_json
 from .stream import json_response, packet_response, read_output_format
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ class TaskRoute:
 
 
 #: The single-task routes. ``/api/content/analyze`` chains two tasks and has
-#: its own views below.
+#: its own view, whose reading is in :mod:`flask_trigger_outputs.content_analysis`.
 TASK_ROUTES = (
     TaskRoute("crawl", "/api/crawl", "task_crawl"),
     TaskRoute(
@@ -84,18 +84,6 @@ TASK_ROUTES = (
     TaskRoute("audit", "/api/audit", "task_audit"),
 )
 
-#: Endpoint name of ``/api/content/analyze``, also passed to ``authorize``.
-CONTENT_ANALYZE = "content_analyze"
-
-
-class AnalysisNotStartedError(TriggerOutputsError):
-    """The extraction run succeeded but its output cannot be the analysis
-    run's payload, because it is larger than a trigger payload may be.
-    Polling again does not help."""
-
-    code = "analysis_not_started"
-    http_status = 409
-
 
 def create_blueprint(extension: TriggerOutputs) -> Blueprint:
     """Create the blueprint of one extension object, fully declared.
@@ -103,6 +91,8 @@ def create_blueprint(extension: TriggerOutputs) -> Blueprint:
     Error handlers are registered on the blueprint only, so they return JSON
     for errors raised inside its views and leave the rest of the app alone.
     """
+    # Imported here because both modules import this one.
+    from .content_analysis import CONTENT_ANALYZE, read_content_analysis
     from .extension import get_state
 
     blueprint = Blueprint(BLUEPRINT_NAME, __name__)
@@ -291,129 +281,6 @@ def read_task_run(
     result = load_result(state, run, include_output=route.include_output)
 
     return json_response(result_to_json(result), result.output_json)
-
-
-def read_content_analysis(state: TriggerOutputsState, extension: TriggerOutputs) -> Response:
-    """Build the GET response of ``/api/content/analyze``.
-
-    Once the extraction run succeeded, the analysis run is started with the
-    extraction output as payload. The idempotency key is derived from the
-    extraction run id, so however many polls arrive, and however they
-    interleave, Trigger.dev starts a single analysis run and returns its id
-    to every poll. The analysis run is also tagged ``extraction:<id>``, and a
-    poll naming an ``analysisRunId`` without that tag gets 404, so a client
-    cannot pair an extraction with an unrelated analysis.
-    """
-    config = state.config
-    extraction_id = read_run_id("extractionRunId")
-    analysis_id = read_optional_run_id("analysisRunId")
-
-    extraction = load_checked_run(
-        state, extension, CONTENT_ANALYZE, extraction_id, config.task_content_extraction
-    )
-    link_tag = f"extraction:{extraction_id}"
-
-    if analysis_id is None and extraction.is_success:
-        analysis_id = start_analysis(state, extension, extraction, link_tag)
-
-    if analysis_id is None:
-        return json_response(content_analysis_body(extraction, None, None))
-
-    analysis = load_checked_run(
-        state,
-        extension,
-        CONTENT_ANALYZE,
-        analysis_id,
-        config.task_content_analysis,
-        required_tags=(link_tag,),
-    )
-
-    result = load_result(state, analysis, include_output=True)
-
-    return json_response(
-        content_analysis_body(extraction, analysis, result_to_json(result)), result.output_json
-    )
-
-
-def start_analysis(
-    state: TriggerOutputsState, extension: TriggerOutputs, extraction: Run, link_tag: str
-) -> str:
-    """Start the analysis of a successful extraction run, or find the one
-    already started, and return its run id.
-
-    The payload is the extraction output with its types when it was
-    offloaded, and its JSON form when Trigger.dev returned it inline.
-    """
-    task_id = state.config.task_content_analysis
-    extraction_id = extraction.id
-    output = state.reader.load_packet(extraction, "output", as_json=False).value
-    tags = [*request_tags(extension), link_tag]
-
-    try:
-        run_id = state.client.trigger(
-            task_id,
-            output,
-            idempotency_key=f"content-analysis:{extraction_id}",
-            tags=tags,
-        )
-    except PayloadTooLargeError as error:
-        raise AnalysisNotStartedError(
-            f"The output of extraction run {extraction_id} is {error.size} bytes, over the"
-            f" {error.limit}-byte limit of a trigger payload, so the analysis run cannot start.",
-            run_id=extraction_id,
-            task_id=task_id,
-        ) from error
-
-    logger.info("Started or found analysis run %s for extraction run %s.", run_id, extraction_id)
-    return run_id
-
-
-def content_analysis_body(
-    extraction: Run, analysis: Run | None, analysis_body: dict[str, Any] | None
-) -> dict[str, Any]:
-    """Combine the extraction and analysis runs into one answer.
-
-    The top-level status fields follow the extraction run until it succeeds
-    and the analysis run after that.
-    """
-    extraction_body = run_to_json(extraction)
-
-    if analysis is None or analysis_body is None:
-        return {
-            "stage": "extraction",
-            "status": extraction.status,
-            "isFinished": extraction.is_finished,
-            "isSuccess": False,
-            "isFailed": extraction.is_failed,
-            "isCancelled": extraction.is_cancelled,
-            "extraction": extraction_body,
-            "analysis": None,
-            "analysisRunId": None,
-            "outputSize": None,
-            "outputOffloaded": None,
-            "error": extraction_body["error"],
-            "metadata": extraction.metadata,
-        }
-
-    body = {
-        "stage": "analysis",
-        "status": analysis.status,
-        "isFinished": analysis.is_finished,
-        "isSuccess": analysis.is_success,
-        "isFailed": analysis.is_failed,
-        "isCancelled": analysis.is_cancelled,
-        "extraction": extraction_body,
-        "analysis": run_to_json(analysis),
-        "analysisRunId": analysis.id,
-        "outputSize": analysis_body["outputSize"],
-        "outputOffloaded": analysis_body["outputOffloaded"],
-        "error": analysis_body["error"],
-        "metadata": analysis.metadata,
-    }
-    if "output" in analysis_body:
-        body["output"] = analysis_body["output"]
-
-    return body
 
 
 def error_response(
