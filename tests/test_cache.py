@@ -6,14 +6,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from clocks import FakeClock
 from flask import Flask
+from threads import run_threads, wait_until
 from werkzeug.serving import make_server
 
 from flask_trigger_outputs.cache import (
@@ -34,36 +35,6 @@ from flask_trigger_outputs.reader import RunReader
 from flask_trigger_outputs.stream import json_response_with_output
 
 WORKERS = 16
-
-
-class FakeClock:
-    """A clock that moves only when a test calls :meth:`tick`."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def tick(self, seconds: float) -> None:
-        self.now += seconds
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("condition did not become true in time")
-        time.sleep(0.001)
-
-
-def run_threads(count: int, target: Callable[[int], None]) -> None:
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-        assert not thread.is_alive()
 
 
 def key(run_id: str = "run_abc", kind: str = "output") -> CacheKey:
@@ -87,10 +58,10 @@ def test_cache_entry_expires_after_ttl(clock: FakeClock) -> None:
     cache = OutputCache(ttl=10.0, timer=clock)
     cache.put(key(), "value", size=10)
 
-    clock.tick(9.9)
+    clock.advance(9.9)
     assert cache.get(key()) == "value"
 
-    clock.tick(0.2)
+    clock.advance(0.2)
     assert cache.get(key()) is None
     snapshot = cache.snapshot()
     assert snapshot["entries"] == 0
@@ -349,9 +320,9 @@ def test_coalesce_within_window(clock: FakeClock) -> None:
         return {"status": "EXECUTING", "poll": calls}
 
     first = cache.coalesce(key(kind="run"), poll)
-    clock.tick(0.5)
+    clock.advance(0.5)
     second = cache.coalesce(key(kind="run"), poll)
-    clock.tick(0.6)
+    clock.advance(0.6)
     third = cache.coalesce(key(kind="run"), poll)
 
     assert first == {"status": "EXECUTING", "poll": 1}
@@ -758,19 +729,19 @@ def test_reader_coalesces_unfinished_polls(
     )
 
     reader.get_run(run_id)
-    clock.tick(0.5)
+    clock.advance(0.5)
     second = reader.get_run(run_id)
     assert second.status == "EXECUTING"
     assert retrievals(trigger_emulator) == 1
 
-    clock.tick(0.6)
+    clock.advance(0.6)
     trigger_emulator.emulator.update_run(run_id, status="COMPLETED")
     finished = reader.get_run(run_id)
     assert finished.status == "COMPLETED"
     assert retrievals(trigger_emulator) == 2
 
     # A finished run is kept for the cache's TTL, not the window.
-    clock.tick(5.0)
+    clock.advance(5.0)
     assert reader.get_run(run_id).status == "COMPLETED"
     assert retrievals(trigger_emulator) == 2
     assert cache.snapshot()["coalesced"] == 1

@@ -8,8 +8,8 @@ import socket
 from typing import Any
 
 import pytest
+from clocks import FakeTime
 
-from flask_trigger_outputs._retry import RetryPolicy
 from flask_trigger_outputs.client import TRIGGER_VERSION, TriggerClient
 from flask_trigger_outputs.emulator import EmulatorServer
 from flask_trigger_outputs.errors import (
@@ -24,31 +24,6 @@ from flask_trigger_outputs.errors import (
 )
 
 IDEMPOTENCY_HEADER = "x-trigger-request-idempotency-key"
-
-
-class FakeTime:
-    """A clock and sleep for retry policies: sleeping advances the clock
-    and records the wait instead of waiting."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def policy(self, *, max_tries: int = 5, max_time: float = 60.0) -> RetryPolicy:
-        return RetryPolicy(
-            max_tries=max_tries,
-            max_time=max_time,
-            sleep=self.sleep,
-            clock=self.monotonic,
-            random=lambda: 0.5,
-        )
 
 
 @pytest.fixture

@@ -7,26 +7,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
 import requests
+from clocks import FakeClock
 
 from flask_trigger_outputs.emulator import Emulator, EmulatorServer
 
 
-class FakeClock:
-    """A clock that moves only when a test advances it."""
-
-    def __init__(self, now: float = 1_714_566_896.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(now=1_714_566_896.0)
 
 
 @pytest.fixture

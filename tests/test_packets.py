@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 import pytest
+from clocks import FakeTime
 
-from flask_trigger_outputs._retry import RetryPolicy
 from flask_trigger_outputs.emulator import EmulatorServer
 from flask_trigger_outputs.errors import (
     OutputTooLargeError,
@@ -25,37 +25,10 @@ BODY = b'{"json":{"pages":[' + b",".join(b'"page-%d"' % i for i in range(400)) +
 CONTENT_TYPE = "application/super+json"
 
 
-class FakeTime:
-    """A clock and sleep for retry policies: sleeping advances the clock
-    and records the wait instead of waiting."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def policy(self, *, max_tries: int = 4, max_time: float = 30.0) -> RetryPolicy:
-        return RetryPolicy(
-            max_tries=max_tries,
-            max_time=max_time,
-            initial_wait=0.5,
-            factor=2.0,
-            max_wait=5.0,
-            sleep=self.sleep,
-            clock=self.monotonic,
-            random=lambda: 0.5,
-        )
-
-
 @pytest.fixture
 def fake_time() -> FakeTime:
-    return FakeTime()
+    # The downloader's default retry policy, on the fake clock.
+    return FakeTime(max_tries=4, max_time=30.0, initial_wait=0.5, factor=2.0, max_wait=5.0)
 
 
 @pytest.fixture

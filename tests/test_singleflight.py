@@ -3,32 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 
 import pytest
+from threads import run_threads, wait_until
 
 from flask_trigger_outputs.singleflight import SingleFlight
 
 WORKERS = 16
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll ``condition`` until it holds; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("condition did not become true in time")
-        time.sleep(0.001)
-
-
-def run_threads(count: int, target: Callable[[int], None]) -> None:
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-        assert not thread.is_alive()
 
 
 def test_single_flight_merges_concurrent_calls() -> None:
