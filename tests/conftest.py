@@ -7,6 +7,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from extension_tasks import register_tasks
+
+from flask_trigger_outputs.emulator import EmulatorServer
 
 
 def _find_vectors_dir() -> Path:
@@ -66,3 +69,14 @@ def vectors_dir() -> Path:
             pytest.fail(reason, pytrace=False)
         pytest.skip(reason)
     return VECTORS_DIR
+
+
+@pytest.fixture
+def server(trigger_emulator: EmulatorServer) -> EmulatorServer:
+    """The running emulator with the tasks of ``extension_tasks`` registered.
+
+    Test modules that need an emulator configured otherwise define their
+    own ``server`` fixture, which takes precedence over this one.
+    """
+    register_tasks(trigger_emulator)
+    return trigger_emulator

@@ -6,17 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from extension_tasks import LARGE_OUTPUT_SIZE, make_app, register_tasks
+from extension_tasks import LARGE_OUTPUT_SIZE, make_app
 from flask import Flask
 from flask.testing import FlaskCliRunner
 
 from flask_trigger_outputs.emulator import EmulatorServer
-
-
-@pytest.fixture
-def server(trigger_emulator: EmulatorServer) -> EmulatorServer:
-    register_tasks(trigger_emulator)
-    return trigger_emulator
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from extension_tasks import make_app, register_tasks
+from extension_tasks import make_app
 from flask import Flask
 
 from flask_trigger_outputs.cache import OutputCache
@@ -16,12 +16,6 @@ from flask_trigger_outputs.extension import TriggerOutputs, TriggerOutputsState,
 from flask_trigger_outputs.helpers import get_run_output
 from flask_trigger_outputs.packets import PacketDownloader
 from flask_trigger_outputs.reader import RunReader
-
-
-@pytest.fixture
-def server(trigger_emulator: EmulatorServer) -> EmulatorServer:
-    register_tasks(trigger_emulator)
-    return trigger_emulator
 
 
 def test_init_app_stores_state(server: EmulatorServer) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import jsonschema_rs
 import pytest
 import schemathesis
-from extension_tasks import ROUTE_TASKS, make_app, register_tasks
+from extension_tasks import ROUTE_TASKS, make_app
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
@@ -24,12 +24,6 @@ def document() -> dict[str, Any]:
     text = resources.files("flask_trigger_outputs").joinpath("openapi.json").read_text("utf-8")
     loaded: dict[str, Any] = json.loads(text)
     return loaded
-
-
-@pytest.fixture
-def server(trigger_emulator: EmulatorServer) -> EmulatorServer:
-    register_tasks(trigger_emulator)
-    return trigger_emulator
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import threading
 from typing import Any
 
 import pytest
-from extension_tasks import LARGE_OUTPUT_SIZE, ROUTE_TASKS, make_app, register_tasks
+from extension_tasks import LARGE_OUTPUT_SIZE, ROUTE_TASKS, make_app
 from flask import Flask, abort, request
 from flask.testing import FlaskClient
 from werkzeug.test import EnvironBuilder, run_wsgi_app
@@ -17,12 +17,6 @@ from flask_trigger_outputs.emulator import EmulatorServer
 from flask_trigger_outputs.runs import Run
 
 CLIENT_HEADERS = {"Content-Type": "application/json"}
-
-
-@pytest.fixture
-def server(trigger_emulator: EmulatorServer) -> EmulatorServer:
-    register_tasks(trigger_emulator)
-    return trigger_emulator
 
 
 @pytest.fixture
