@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from extension_tasks import register_tasks
 
 from flask_trigger_outputs.emulator import EmulatorServer
+
+if TYPE_CHECKING:
+    import redis
+    from redis_server import RedisServer
 
 
 def _find_vectors_dir() -> Path:
@@ -80,3 +86,26 @@ def server(trigger_emulator: EmulatorServer) -> EmulatorServer:
     """
     register_tasks(trigger_emulator)
     return trigger_emulator
+
+
+@pytest.fixture(scope="module")
+def redis_server(redis_server_executable: str) -> Iterator[RedisServer]:
+    """A throwaway ``redis-server`` on 127.0.0.1, shared by the tests of one
+    module."""
+    # Imported here so that only the tests that use Redis need the redis
+    # package.
+    from redis_server import RedisServer
+
+    with RedisServer(redis_server_executable) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A client of :func:`redis_server`, whose data and statistics are
+    cleared before the test."""
+    client = redis_server.client()
+    client.flushall()
+    client.config_resetstat()
+    yield client
+    client.close()

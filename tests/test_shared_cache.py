@@ -38,21 +38,6 @@ class FakeClock:
             self.on_sleep(len(self.sleeps))
 
 
-@pytest.fixture(scope="module")
-def redis_server(redis_server_executable: str) -> Iterator[RedisServer]:
-    with RedisServer(redis_server_executable) as server:
-        yield server
-
-
-@pytest.fixture
-def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis_server.client()
-    client.flushall()
-    client.config_resetstat()
-    yield client
-    client.close()
-
-
 @pytest.fixture
 def own_redis(redis_server_executable: str) -> Iterator[RedisServer]:
     """A server of the test's own, which the test may stop, pause and restart."""

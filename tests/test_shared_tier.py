@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -37,21 +36,6 @@ SUPERJSON_PACKET = CachedPacket(
     offloaded=True,
     json_body=b'{"pages":[1,2,3],"at":"2024-01-02T03:04:05.000Z"}',
 )
-
-
-@pytest.fixture(scope="module")
-def redis_server(redis_server_executable: str) -> Iterator[RedisServer]:
-    with RedisServer(redis_server_executable) as server:
-        yield server
-
-
-@pytest.fixture
-def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    client = redis_server.client()
-    client.flushall()
-    client.config_resetstat()
-    yield client
-    client.close()
 
 
 def make_worker(url: str, **options: object) -> TieredOutputCache:
