@@ -246,18 +246,9 @@ class RunReader:
         if source.presigned_url is None:
             raise self._unavailable_error(run, kind)
 
-        started = time.perf_counter()
-        packet, refreshed = self._download(run, kind, source.presigned_url)
+        packet = self._download_logged(run, kind, source.presigned_url)
         value = decoding.decode_packet(
             packet.data, packet.content_type, as_json=as_json, run_id=run.id
-        )
-        logger.info(
-            "Downloaded the %s of run %r: %d bytes in %.3f s%s.",
-            kind,
-            run.id,
-            packet.size,
-            time.perf_counter() - started,
-            " (after refreshing an expired URL)" if refreshed else "",
         )
         return LoadedPacket(value=value, size=packet.size, offloaded=True)
 
@@ -287,10 +278,18 @@ class RunReader:
         if source.presigned_url is None:
             raise self._unavailable_error(run, kind)
 
-        started = time.perf_counter()
-        packet, refreshed = self._download(run, kind, source.presigned_url)
+        packet = self._download_logged(run, kind, source.presigned_url)
         if self.cache is not None:
             self.cache.stats.record_download(packet.size)
+        return CachedPacket.from_data(
+            packet.data, packet.content_type, offloaded=True, run_id=run.id
+        )
+
+    def _download_logged(self, run: Run, kind: PacketKind, url: str) -> Packet:
+        """Download a packet as :meth:`_download` does and log its size and
+        the time the download took."""
+        started = time.perf_counter()
+        packet, refreshed = self._download(run, kind, url)
         logger.info(
             "Downloaded the %s of run %r: %d bytes in %.3f s%s.",
             kind,
@@ -299,9 +298,7 @@ class RunReader:
             time.perf_counter() - started,
             " (after refreshing an expired URL)" if refreshed else "",
         )
-        return CachedPacket.from_data(
-            packet.data, packet.content_type, offloaded=True, run_id=run.id
-        )
+        return packet
 
     def _download(self, run: Run, kind: PacketKind, url: str) -> tuple[Packet, bool]:
         """Download a packet, retrieving the run again once for a fresh URL
