@@ -99,7 +99,33 @@ def test_routes_schemathesis_no_server_error(
         request = f"{case.method} {case.formatted_path} {case.query} {case.body!r:.200}"
         check_response(response.status_code, content_type, response.content, request)
 
-    check()
+    try:
+        check()
+    except BaseException as error:
+        if not _is_cpython_ast_depth_bug(error):
+            raise
+        # hypothesis parsed the lambda sources before the error and cached
+        # them, so the second run does not call ast.parse again.
+        check()
+
+
+def _is_cpython_ast_depth_bug(error: BaseException) -> bool:
+    """Tell whether ``error`` comes from a spurious SystemError of CPython
+    3.11.7 and older, "AST constructor recursion depth mismatch", raised
+    while hypothesis parses the source of a lambda to describe a strategy
+    (python/cpython#106905). It is not a failure of the routes.
+    """
+    seen: list[BaseException] = [error]
+    while seen:
+        current = seen.pop()
+        if isinstance(current, SystemError) and "recursion depth mismatch" in str(current):
+            return True
+        # Exception groups (hypothesis reports several failures as one).
+        seen.extend(getattr(current, "exceptions", ()))
+        for linked in (current.__cause__, current.__context__):
+            if linked is not None:
+                seen.append(linked)
+    return False
 
 
 # -- hypothesis: run ids and query strings -------------------------------------
