@@ -60,6 +60,7 @@ DEFAULTS: Mapping[str, Any] = {
     "TRIGGER_OUTPUTS_CACHE_TTL": 600.0,
     "TRIGGER_OUTPUTS_CACHE_MAX_ENTRY_SHARE": 0.25,
     "TRIGGER_OUTPUTS_POLL_COALESCE": 1.0,
+    "TRIGGER_OUTPUTS_ALLOW_REDIRECT": False,
 }
 
 
@@ -132,6 +133,10 @@ class TriggerOutputsConfig:
     #: ``TRIGGER_OUTPUTS_POLL_COALESCE``: window in which polls of one
     #: unfinished run share a single API call.
     poll_coalesce: float
+    #: ``TRIGGER_OUTPUTS_ALLOW_REDIRECT``: whether the GET routes accept
+    #: ``format=redirect``, which hands the client a presigned URL (with its
+    #: signature) in a ``Location`` header.
+    allow_redirect: bool
 
     @property
     def environment(self) -> str:
@@ -209,6 +214,7 @@ def load_config(app: Flask) -> TriggerOutputsConfig:
         poll_coalesce=_read_float(
             config, "TRIGGER_OUTPUTS_POLL_COALESCE", minimum=0.0, allow_zero=True
         ),
+        allow_redirect=_read_bool(config, "TRIGGER_OUTPUTS_ALLOW_REDIRECT"),
     )
 
 
@@ -371,6 +377,15 @@ def _read_int(config: Mapping[str, Any], key: str, *, minimum: int) -> int:
         raise ConfigurationError(key, f"{key} must be {expected}, got {config[key]!r}.")
 
     return int(number)
+
+
+def _read_bool(config: Mapping[str, Any], key: str) -> bool:
+    value = config[key]
+
+    if not isinstance(value, bool):
+        raise ConfigurationError(key, f"{key} must be True or False, got {value!r}.")
+
+    return value
 
 
 def _read_share(config: Mapping[str, Any], key: str) -> float:

@@ -264,7 +264,10 @@ def read_task_run(
     with ``format=redirect`` a 307 to a presigned URL of it.
     """
     run_id = read_run_id("runId")
-    output_format = read_output_format() if route.include_output else "json"
+    if route.include_output:
+        output_format = read_output_format(allow_redirect=state.config.allow_redirect)
+    else:
+        output_format = "json"
     run = load_checked_run(state, extension, route.name, run_id, task_id)
 
     if output_format != "json":

@@ -50,19 +50,25 @@ PacketKind = Literal["output", "payload"]
 OUTPUT_FORMATS = ("json", "raw", "redirect")
 
 
-def read_output_format() -> str:
+def read_output_format(*, allow_redirect: bool) -> str:
     """Read the ``format`` query parameter of the current request.
 
-    :raises InvalidRequestError: if the value is not one of
+    :param allow_redirect: whether ``redirect`` is accepted. It is off by
+        default because the response carries a presigned URL, signature
+        included, to the client.
+    :raises InvalidRequestError: if the value is not one of the accepted
         :data:`OUTPUT_FORMATS` or is given more than once.
     """
+    accepted = (
+        OUTPUT_FORMATS if allow_redirect else tuple(f for f in OUTPUT_FORMATS if f != "redirect")
+    )
     values = request.args.getlist("format")
     if not values:
         return "json"
-    if len(values) > 1 or values[0] not in OUTPUT_FORMATS:
+    if len(values) > 1 or values[0] not in accepted:
         raise InvalidRequestError(
             f"Invalid format {', '.join(repr(v) for v in values)}: expected one of"
-            f" {', '.join(OUTPUT_FORMATS)}, once.",
+            f" {', '.join(accepted)}, once.",
             field="format",
         )
     return values[0]

@@ -56,7 +56,13 @@ def server() -> Iterator[EmulatorServer]:
 
 @pytest.fixture(scope="module")
 def app(server: EmulatorServer) -> Flask:
-    return make_app(server, run_tags=user_tags, authorize=authorize, TRIGGER_OUTPUTS_MAX_TRIES=1)
+    return make_app(
+        server,
+        run_tags=user_tags,
+        authorize=authorize,
+        TRIGGER_OUTPUTS_MAX_TRIES=1,
+        TRIGGER_OUTPUTS_ALLOW_REDIRECT=True,
+    )
 
 
 def create_run(server: EmulatorServer, task: str, *tags: str) -> str:

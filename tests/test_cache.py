@@ -822,8 +822,26 @@ def test_route_raw_format_unfinished_run(trigger_emulator: EmulatorServer) -> No
     assert response.get_json()["error"] == "run_not_finished"
 
 
+def test_route_redirect_format_off_by_default(trigger_emulator: EmulatorServer) -> None:
+    client = make_app(trigger_emulator).test_client()
+    run_id = create_crawl_run(trigger_emulator)
+
+    response = client.get(f"/api/crawl?runId={run_id}&format=redirect")
+
+    assert response.status_code == 400
+    assert response.get_json() == {
+        "error": "invalid_request",
+        "field": "format",
+        "message": "Invalid format 'redirect': expected one of json, raw, once.",
+    }
+    assert "Location" not in response.headers
+    assert downloads(trigger_emulator) == 0
+
+
 def test_route_redirect_format(trigger_emulator: EmulatorServer) -> None:
-    client = make_app(trigger_emulator, TRIGGER_OUTPUTS_CACHE_MAX_BYTES=0).test_client()
+    client = make_app(
+        trigger_emulator, TRIGGER_OUTPUTS_CACHE_MAX_BYTES=0, TRIGGER_OUTPUTS_ALLOW_REDIRECT=True
+    ).test_client()
     run_id = create_crawl_run(trigger_emulator)
 
     response = client.get(f"/api/crawl?runId={run_id}&format=redirect")

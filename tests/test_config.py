@@ -214,6 +214,14 @@ def test_load_config_invalid_number(key: str, value: object, expected: str) -> N
     assert str(error) == f"{key} must be {expected}, got {value!r}."
 
 
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_load_config_invalid_allow_redirect(value: object) -> None:
+    error = load_error(TRIGGER_SECRET_KEY=SECRET_KEY, TRIGGER_OUTPUTS_ALLOW_REDIRECT=value)
+
+    assert error.key == "TRIGGER_OUTPUTS_ALLOW_REDIRECT"
+    assert str(error) == f"TRIGGER_OUTPUTS_ALLOW_REDIRECT must be True or False, got {value!r}."
+
+
 def test_load_config_invalid_number_message() -> None:
     error = load_error(TRIGGER_SECRET_KEY=SECRET_KEY, TRIGGER_OUTPUTS_MAX_TRIES=0)
 

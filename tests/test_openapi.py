@@ -28,7 +28,7 @@ def document() -> dict[str, Any]:
 
 @pytest.fixture
 def app(server: EmulatorServer) -> Flask:
-    return make_app(server, TRIGGER_OUTPUTS_MAX_TRIES=1)
+    return make_app(server, TRIGGER_OUTPUTS_MAX_TRIES=1, TRIGGER_OUTPUTS_ALLOW_REDIRECT=True)
 
 
 def response_schema(document: dict[str, Any], path: str, method: str, status: int) -> Any:
