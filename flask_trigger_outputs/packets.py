@@ -12,7 +12,7 @@ import re
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import requests
 import urllib3
@@ -66,6 +66,18 @@ class Packet:
     def size(self) -> int:
         """Size of the body in bytes."""
         return len(self.data)
+
+
+class PacketStream(NamedTuple):
+    """An opened download, returned by :meth:`PacketDownloader.stream`."""
+
+    #: The packet's data type as the storage host sent it, or ``None``.
+    content_type: str | None
+    #: The body's length from ``Content-Length``, or ``None`` when the
+    #: storage host did not announce one.
+    content_length: int | None
+    #: The body, in pieces of at most the requested chunk size.
+    chunks: Iterator[bytes]
 
 
 class PacketDownloader:
@@ -144,9 +156,9 @@ class PacketDownloader:
 
     def stream(
         self, url: str, *, run_id: str | None = None, chunk_size: int = 64 * 1024
-    ) -> tuple[str | None, Iterator[bytes]]:
+    ) -> PacketStream:
         """Open the packet behind a presigned URL and return its
-        ``Content-Type`` and an iterator over the body.
+        ``Content-Type``, its announced length and an iterator over the body.
 
         Opening the connection and reading the status are retried like
         :meth:`download`. Once the first chunk is out, a failure cannot be
@@ -178,7 +190,9 @@ class PacketDownloader:
             finally:
                 response.close()
 
-        return response.headers.get("Content-Type"), chunks()
+        return PacketStream(
+            response.headers.get("Content-Type"), _decoded_length(response), chunks()
+        )
 
     def _with_retry(self, attempt: Callable[[], T], url: str, run_id: str | None) -> T:
         host = _host(url)
@@ -301,11 +315,8 @@ class PacketDownloader:
         when ``retry_truncated`` is set, else
         :class:`~flask_trigger_outputs.errors.StorageError`."""
         self._check_announced_size(response, run_id)
-        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-        # With a content coding, Content-Length counts the encoded bytes,
-        # which differ from the decoded bytes counted here; urllib3 still
-        # checks the encoded length.
-        expected = _content_length(response) if encoding == "identity" else None
+        # urllib3 checks the encoded length itself when there is a coding.
+        expected = _decoded_length(response)
         received = 0
         reason: str | None = None
         cause: BaseException | None = None
@@ -322,7 +333,8 @@ class PacketDownloader:
         except requests.exceptions.ContentDecodingError as exc:
             raise StorageError(
                 f"The storage host {_host(url)} sent a body for {_subject(run_id)} that"
-                f" could not be decoded (Content-Encoding {encoding!r}).",
+                f" could not be decoded (Content-Encoding"
+                f" {response.headers.get('Content-Encoding')!r}).",
                 run_id=run_id,
             ) from exc
 
@@ -358,6 +370,16 @@ def _run_name(run_id: str | None) -> str:
 
 def _subject(run_id: str | None) -> str:
     return f"the packet of run {run_id!r}" if run_id else "a packet"
+
+
+def _decoded_length(response: requests.Response) -> int | None:
+    """Return the length of the body as iter_content yields it, or ``None``.
+
+    With a content coding, ``Content-Length`` counts the encoded bytes, which
+    differ from the decoded bytes that are read and relayed.
+    """
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    return _content_length(response) if encoding == "identity" else None
 
 
 def _content_length(response: requests.Response) -> int | None:

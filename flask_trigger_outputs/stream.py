@@ -181,7 +181,7 @@ def packet_response(
         return Response(status=307, headers={"Location": url, "Cache-Control": "no-store"})
 
     try:
-        content_type, chunks = downloader.stream(url, run_id=run.id, chunk_size=chunk_size)
+        opened = downloader.stream(url, run_id=run.id, chunk_size=chunk_size)
     except ExpiredUrlError:
         logger.info(
             "The presigned URL for the %s of run %r was rejected; retrieving a new one.",
@@ -189,7 +189,8 @@ def packet_response(
             run.id,
         )
         url = _fresh_url(client, run.id, kind)
-        content_type, chunks = downloader.stream(url, run_id=run.id, chunk_size=chunk_size)
+        opened = downloader.stream(url, run_id=run.id, chunk_size=chunk_size)
+    chunks = opened.chunks
 
     # The first piece is read before the response starts, so a download
     # that fails before any byte arrives gets the route's JSON error
@@ -203,8 +204,12 @@ def packet_response(
     stats = cache.stats if cache is not None else None
     body = _counted(_prepend(first, chunks), stats)
     response = Response(body, mimetype=None, direct_passthrough=True)
-    response.headers["Content-Type"] = content_type or DEFAULT_DATA_TYPE
+    response.headers["Content-Type"] = opened.content_type or DEFAULT_DATA_TYPE
     response.headers["Cache-Control"] = "no-store"
+    # With the length announced, a client can tell a relay cut short by a
+    # storage failure from a complete body, even over HTTP/1.0.
+    if opened.content_length is not None:
+        response.headers["Content-Length"] = str(opened.content_length)
     return response
 
 

@@ -769,6 +769,7 @@ def test_route_raw_format_relays_packet(trigger_emulator: EmulatorServer) -> Non
     assert response.status_code == 200
     assert response.get_data() == SUPERJSON_PACKET
     assert response.headers["Content-Type"] == "application/super+json"
+    assert response.headers["Content-Length"] == str(len(SUPERJSON_PACKET))
     assert response.headers["Cache-Control"] == "no-store"
     assert downloads(trigger_emulator) == 1
     assert get_state(app).cache.snapshot()["bytes_downloaded"] == len(SUPERJSON_PACKET)

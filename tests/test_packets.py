@@ -298,10 +298,11 @@ def test_download_rejects_invalid_url(downloader: PacketDownloader) -> None:
 def test_stream_yields_body(trigger_emulator: EmulatorServer, downloader: PacketDownloader) -> None:
     url = store(trigger_emulator, "proj/run_packettest1/output.json")
 
-    content_type, chunks = downloader.stream(url, run_id=RUN_ID, chunk_size=1000)
+    content_type, content_length, chunks = downloader.stream(url, run_id=RUN_ID, chunk_size=1000)
     parts = list(chunks)
 
     assert content_type == CONTENT_TYPE
+    assert content_length == len(BODY)
     assert b"".join(parts) == BODY
     assert max(len(part) for part in parts) <= 1000
 
@@ -313,7 +314,7 @@ def test_stream_truncated_body_raises(
     url = store(trigger_emulator, key)
     trigger_emulator.emulator.faults.truncate_downloads(times=1, keep_bytes=100)
 
-    _, chunks = downloader.stream(url, run_id=RUN_ID)
+    _, _, chunks = downloader.stream(url, run_id=RUN_ID)
     with pytest.raises(StorageError) as info:
         b"".join(chunks)
 
@@ -328,7 +329,7 @@ def test_stream_retries_before_first_byte(
     url = store(trigger_emulator, key)
     trigger_emulator.emulator.faults.fail_storage(times=1, status=503)
 
-    _, chunks = downloader.stream(url, run_id=RUN_ID)
+    _, _, chunks = downloader.stream(url, run_id=RUN_ID)
 
     assert b"".join(chunks) == BODY
     assert trigger_emulator.emulator.stats.downloads[key] == 2
