@@ -109,7 +109,9 @@ def json_response_with_output(
             f"The response body already contains {key!r}. Remove it to insert the output."
         )
 
-    outer = current_app.json.dumps(dict(body)).encode("utf-8")
+    # Compact, like jsonify outside debug mode, so a poll reads the same
+    # whether its output came from the cache or not.
+    outer = current_app.json.dumps(dict(body), separators=(",", ":")).encode("utf-8")
     separator = b"," if len(body) else b""
     head = outer[:-1] + separator + current_app.json.dumps(key).encode("utf-8") + b":"
     data = b"".join((head, output_json, b"}\n"))

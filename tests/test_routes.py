@@ -239,6 +239,19 @@ def test_get_offloaded_output(client: FlaskClient, server: EmulatorServer) -> No
     assert sum(server.emulator.stats.downloads.values()) == 1
 
 
+def test_get_output_json_is_compact(client: FlaskClient, server: EmulatorServer) -> None:
+    run_id = start_and_wait(client, server, "/api/ai-strategy", {"large": True})
+    first = client.get(f"/api/ai-strategy?runId={run_id}")
+    cached = client.get(f"/api/ai-strategy?runId={run_id}")
+    status = client.get(f"/api/ai-strategy?runId=run_unknown000")
+
+    for response in (first, cached, status):
+        head = response.get_data()[:200]
+        assert b'": ' not in head
+        assert b'", "' not in head
+    assert first.get_data() == cached.get_data()
+
+
 def test_get_status_route_skips_download(client: FlaskClient, server: EmulatorServer) -> None:
     run_id = start_and_wait(client, server, "/api/crawl", {"large": True})
 
