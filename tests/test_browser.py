@@ -91,7 +91,7 @@ def test_page_runs_offloaded_crawl_and_audit(
     expect(crawl).to_have_attribute("data-state", "succeeded", timeout=RUN_TIMEOUT_MS)
     expect(crawl.locator(".output-offloaded")).to_have_text("yes, read from a presigned URL")
     size_text = crawl.locator(".output-size").inner_text()
-    assert size_text.endswith(" KB"), size_text
+    assert size_text.endswith(" KiB"), size_text
     assert float(size_text.split()[0]) > 512
     expect(crawl.locator(".headline")).to_contain_text("Crawled ")
     expect(crawl.locator("progress")).to_have_attribute("value", "1")

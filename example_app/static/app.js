@@ -9,8 +9,8 @@ const POLL_GIVE_UP_MS = 30 * 60 * 1000;
 function formatBytes(bytes) {
   if (typeof bytes !== "number") return "unknown";
   if (bytes < 1024) return `${bytes} bytes`;
-  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KB`;
-  return `${(bytes / (1024 * 1024)).toFixed(2)} MB`;
+  if (bytes < 1024 * 1024) return `${(bytes / 1024).toFixed(1)} KiB`;
+  return `${(bytes / (1024 * 1024)).toFixed(2)} MiB`;
 }
 
 function describeStatus(body) {
