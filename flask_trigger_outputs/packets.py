@@ -204,14 +204,17 @@ class PacketDownloader:
                 run_id=run_id,
             )
         except TransientError as failure:
-            raise _give_up_error(
+            error = _give_up_error(
                 failure,
                 verb="download",
                 subject=_subject(run_id),
                 host=host,
                 read_timeout=self.read_timeout,
                 run_id=run_id,
-            ) from (failure.cause or failure)
+            )
+        # Raised outside the except block with no cause or context: the text of
+        # a requests exception contains the URL with its signature.
+        raise error
 
     def _open(self, url: str, run_id: str | None) -> requests.Response:
         """Send the GET request and return a response with a 2xx status whose
@@ -254,10 +257,13 @@ class PacketDownloader:
                 stream=True,
             )
         except requests.RequestException as exc:
-            raise StorageError(
-                f"Could not request {_subject(run_id)} from {_host(url)} ({type(exc).__name__}).",
-                run_id=run_id,
-            ) from exc
+            reason = type(exc).__name__
+        # The text of the requests exception may contain the URL with its
+        # signature, so only its class name is kept.
+        raise StorageError(
+            f"Could not request {_subject(run_id)} from {_host(url)} ({reason}).",
+            run_id=run_id,
+        )
 
     def _status_error(self, response: requests.Response, url: str, run_id: str | None) -> Exception:
         """Turn an error status into the exception to raise: transient for
@@ -330,13 +336,13 @@ class PacketDownloader:
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
             reason = f"body cut short after {received} bytes ({type(exc).__name__})"
             cause = exc
-        except requests.exceptions.ContentDecodingError as exc:
+        except requests.exceptions.ContentDecodingError:
             raise StorageError(
                 f"The storage host {_host(url)} sent a body for {_subject(run_id)} that"
                 f" could not be decoded (Content-Encoding"
                 f" {response.headers.get('Content-Encoding')!r}).",
                 run_id=run_id,
-            ) from exc
+            ) from None
 
         if reason is None and expected is not None and received < expected:
             reason = f"body cut short: {received} of {expected} bytes"
@@ -348,7 +354,7 @@ class PacketDownloader:
         raise StorageError(
             f"Downloading {_subject(run_id)} from {_host(url)} failed: {reason}.",
             run_id=run_id,
-        ) from cause
+        )
 
     def _check_url(self, url: object, run_id: str | None) -> None:
         scheme = url.split(":", 1)[0].lower() if isinstance(url, str) else ""

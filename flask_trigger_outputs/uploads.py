@@ -79,10 +79,12 @@ class PacketUploader:
                     stream=False,
                 )
             except requests.RequestException as exc:
+                # The text of the requests exception may contain the URL with
+                # its signature, so only its class name is kept.
                 raise StorageError(
                     f"Could not upload {subject} to {host} ({type(exc).__name__}).",
                     task_id=task_id,
-                ) from exc
+                ) from None
 
             status = response.status_code
             response.close()
@@ -105,11 +107,16 @@ class PacketUploader:
                 task_id=task_id,
             )
         except TransientError as failure:
-            raise _give_up_error(
+            error = _give_up_error(
                 failure,
                 verb="upload",
                 subject=subject,
                 host=host,
                 read_timeout=self.read_timeout,
                 task_id=task_id,
-            ) from (failure.cause or failure)
+            )
+        else:
+            return
+        # Raised outside the except block with no cause or context, as in
+        # :class:`PacketDownloader`.
+        raise error

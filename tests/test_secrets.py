@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import threading
 import traceback
 from collections.abc import Callable, Iterator
@@ -254,3 +255,61 @@ def test_storage_requests_carry_no_credentials(server: EmulatorServer) -> None:
     for request in api:
         assert request.headers["authorization"] == f"Bearer {SECRET_KEY}"
         assert "cookie" not in request.headers
+
+
+def _closed_port() -> int:
+    """Return a port on 127.0.0.1 that nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("failure", ["unreachable storage", "connection reset"])
+def test_signature_absent_from_user_view_traceback(
+    server: EmulatorServer, caplog: pytest.LogCaptureFixture, failure: str
+) -> None:
+    emulator = server.emulator
+    issued: list[str] = []
+    storage_url = server.url
+    if failure == "unreachable storage":
+        storage_url = f"http://127.0.0.1:{_closed_port()}"
+    else:
+        emulator.faults.reset_downloads(times=10, keep_bytes=0)
+
+    def presign(key: str) -> str:
+        url = emulator.store.presign(storage_url, key, "GET")
+        issued.append(url)
+        return url
+
+    emulator._presigner = lambda base_url: presign  # type: ignore[method-assign]
+    app = make_app(server)
+    errors: list[BaseException] = []
+
+    # A view of the user's own, not the blueprint's: Flask logs the error
+    # it lets escape, with the whole exception chain.
+    @app.get("/mine/<run_id>")
+    def my_view(run_id: str) -> Any:
+        try:
+            return get_run_output(run_id, as_json=True)
+        except TriggerOutputsError as error:
+            errors.append(error)
+            raise
+
+    caplog.set_level(logging.ERROR, logger=app.logger.name)
+    response = app.test_client().get(f"/mine/{offloaded_run(emulator)}")
+
+    assert response.status_code == 500
+    assert len(errors) == 1
+    logged = [record for record in caplog.records if record.exc_info]
+    assert logged
+    texts = ["".join(traceback.format_exception(errors[0]))]
+    texts += [
+        record.getMessage() + "".join(traceback.format_exception(*record.exc_info))
+        for record in logged
+        if record.exc_info
+    ]
+    signatures = {match for url in issued for match in _SIGNATURE.findall(url)}
+    assert signatures
+    for text in texts:
+        assert not set(_SIGNATURE.findall(text)), text
+        assert not {signature for signature in signatures if signature in text}, text
