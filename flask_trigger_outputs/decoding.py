@@ -40,6 +40,8 @@ STORE: DataType = "application/store"
 
 # How far into a body to look for an S3-style XML error document.
 _XML_ERROR_WINDOW = 4096
+# Data types whose body is data even when it looks like a storage error.
+_DATA_TYPES = frozenset({JSON, SUPERJSON, TEXT, STORE})
 _XML_ERROR_CODE_RE = re.compile(r"<Code>\s*([A-Za-z0-9.]{1,64})\s*</Code>")
 
 
@@ -57,6 +59,15 @@ def media_type(content_type: str | None) -> str:
         return JSON
     value = content_type.split(";", 1)[0].strip().lower()
     return value or JSON
+
+
+def _may_be_storage_error(content_type: str | None) -> bool:
+    """Tell whether a body with this ``Content-Type`` may be a storage error
+    document: XML, or a missing or unknown type that would otherwise give
+    the body as text."""
+    if content_type is None or not content_type.split(";", 1)[0].strip():
+        return True
+    return media_type(content_type) not in _DATA_TYPES
 
 
 def _xml_error_code(head: str) -> str | None:
@@ -104,7 +115,10 @@ def decode_packet(
     :param as_json: return the JSON form instead of typed values.
     :param run_id: the run the packet belongs to, named in errors.
     :raises StorageError: the body is an S3-style XML error document from
-        the storage host instead of a packet.
+        the storage host instead of a packet, and the data type is XML,
+        missing or unknown. A JSON, superjson or ``text/plain`` body is
+        decoded as data, because the storage host sends its errors as
+        ``application/xml``.
     :raises PacketDecodeError: the body is not UTF-8, not valid JSON or
         superjson, or is an ``application/store`` pointer.
     """
@@ -124,7 +138,7 @@ def decode_packet(
     else:
         raw = bytes(data)
         head = raw[:_XML_ERROR_WINDOW].decode("utf-8", errors="replace")
-    code = _xml_error_code(head)
+    code = _xml_error_code(head) if _may_be_storage_error(content_type) else None
     if code is not None:
         raise StorageError(
             f"The storage host returned the error {code} instead of the packet"

@@ -202,7 +202,7 @@ def test_decode_packet_unknown_type_text(caplog: pytest.LogCaptureFixture) -> No
 
 @pytest.mark.parametrize(
     "content_type",
-    ["application/json", "application/super+json", "text/plain", "application/xml", None],
+    ["application/xml", "text/xml; charset=utf-8", "application/octet-stream", "", None],
 )
 def test_decode_packet_s3_error_rejected(content_type: str | None) -> None:
     with pytest.raises(StorageError, match="NoSuchKey") as info:
@@ -217,13 +217,26 @@ def test_decode_packet_s3_error_text_rejected() -> None:
     body = "<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
 
     with pytest.raises(StorageError, match="AccessDenied"):
-        decode_packet(body, "application/json", run_id=RUN_ID)
+        decode_packet(body, "application/xml", run_id=RUN_ID)
 
 
 def test_decode_packet_xml_output_kept() -> None:
     body = b'<?xml version="1.0"?><feed><title>Not an error</title></feed>'
 
     assert decode_packet(body, "text/plain") == body.decode()
+
+
+@pytest.mark.parametrize("data", [S3_NO_SUCH_KEY, S3_NO_SUCH_KEY.decode()])
+def test_decode_packet_text_error_document_kept(data: str | bytes) -> None:
+    # A task may return an XML document that looks like a storage error, and
+    # its text/plain data type marks it as data.
+    assert decode_packet(data, "text/plain", run_id=RUN_ID) == S3_NO_SUCH_KEY.decode()
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/super+json"])
+def test_decode_packet_json_error_document_invalid(content_type: str) -> None:
+    with pytest.raises(PacketDecodeError, match="not valid JSON"):
+        decode_packet(S3_NO_SUCH_KEY, content_type, run_id=RUN_ID)
 
 
 def test_decode_packet_invalid_utf8() -> None:
