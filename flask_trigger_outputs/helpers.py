@@ -1,8 +1,8 @@
 """Functions that read runs from any view through the current app.
 
-They find the app's :class:`~flask_trigger_outputs.reader.RunReader` in
-``current_app.extensions["trigger_outputs"]``, so they work inside a request
-and inside a bare application context (a CLI command, a background job
+They find the app's :class:`~flask_trigger_outputs.reader.RunReader`
+through :func:`~flask_trigger_outputs.extension.get_state`, so they work
+inside a request and inside a bare application context (a CLI command, a background job
 with ``app.app_context()``), once the extension was initialized on the app.
 """
 
@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flask import current_app, has_app_context
+from flask import has_app_context
+
+from .extension import get_state
 
 if TYPE_CHECKING:
     from .reader import RunReader, RunResult
-
-#: Key of the extension's state in ``app.extensions``.
-EXTENSION_NAME = "trigger_outputs"
 
 
 def _current_reader() -> RunReader:
@@ -26,15 +25,7 @@ def _current_reader() -> RunReader:
             " view, or inside 'with app.app_context():'."
         )
 
-    state = current_app.extensions.get(EXTENSION_NAME)
-    if state is None:
-        raise RuntimeError(
-            "flask-trigger-outputs is not set up on the current app"
-            f" {current_app.name!r}. Was init_app called, or TriggerOutputs(app) created?"
-        )
-
-    reader: RunReader = state.reader
-    return reader
+    return get_state().reader
 
 
 def get_run_output(run_id: str, *, as_json: bool = False) -> Any:

@@ -60,8 +60,8 @@ def test_get_run_output_without_extension() -> None:
         get_run_output("run_abc")
 
     assert str(info.value) == (
-        "flask-trigger-outputs is not set up on the current app 'plain_app'. Was init_app"
-        " called, or TriggerOutputs(app) created?"
+        "flask-trigger-outputs is not initialized on app 'plain_app'."
+        " Was TriggerOutputs(app) or init_app(app) called?"
     )
 
 
