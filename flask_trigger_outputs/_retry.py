@@ -35,9 +35,12 @@ class RetryPolicy:
     ``min(max_wait, initial_wait * factor ** (n - 1))`` seconds ("full
     jitter"). A call gives up after ``max_tries`` attempts or once
     ``max_time`` seconds have passed since the first attempt started,
-    whichever comes first. A request already in flight when the budget runs
-    out is not interrupted, so a call can exceed ``max_time`` by up to one
-    request timeout.
+    whichever comes first. An attempt already running when the budget runs
+    out is not interrupted, so a call can exceed ``max_time`` by as long as
+    that attempt takes. A read timeout bounds only the gaps between bytes,
+    not a whole body, so an attempt that reads a body must check the budget
+    itself, as :class:`~flask_trigger_outputs.packets.PacketDownloader`
+    does between chunks.
     """
 
     #: Maximum number of attempts, the first included.

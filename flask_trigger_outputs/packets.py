@@ -18,7 +18,7 @@ import requests
 import urllib3
 
 from ._retry import RetryPolicy, TransientError, call_with_retry
-from .errors import OutputTooLargeError, StorageError
+from .errors import OutputTooLargeError, StorageError, UpstreamTimeoutError
 from .storage import (
     _URL_CHARACTERS,
     _give_up_error,
@@ -94,8 +94,8 @@ class PacketDownloader:
 
     :param connect_timeout: seconds to wait for a connection.
     :param read_timeout: seconds to wait for each piece of the body. It
-        bounds the gaps between bytes, not the whole download; the size cap
-        bounds the whole.
+        bounds the gaps between bytes, not the whole download: ``max_time``
+        bounds the duration and the size cap the length of the whole.
     :param max_size: the largest body accepted, in bytes. A larger body is
         aborted as soon as the limit is passed.
     :param max_tries: attempts per download, the first included.
@@ -137,16 +137,20 @@ class PacketDownloader:
         :param run_id: the run the packet belongs to, for messages and logs.
         :raises ExpiredUrlError: the storage host responded with 403.
         :raises OutputTooLargeError: the body is larger than ``max_size``.
-        :raises UpstreamTimeoutError: the storage host kept timing out.
+        :raises UpstreamTimeoutError: the storage host kept timing out, or
+            the download took longer than the retry policy's ``max_time``.
         :raises StorageError: any other failure, after retries where they
             make sense.
         """
         self._check_url(url, run_id)
+        deadline = self.retry_policy.clock() + self.retry_policy.max_time
 
         def attempt() -> Packet:
             response = self._open(url, run_id)
             try:
-                chunks = self._read_body(response, url, run_id, retry_truncated=True)
+                chunks = self._read_body(
+                    response, url, run_id, retry_truncated=True, deadline=deadline
+                )
                 data = b"".join(chunks)
             finally:
                 response.close()
@@ -164,9 +168,13 @@ class PacketDownloader:
         :meth:`download`. Once the first chunk is out, a failure cannot be
         retried: the iterator raises
         :class:`~flask_trigger_outputs.errors.StorageError` when the body is
-        cut short and :class:`~flask_trigger_outputs.errors.OutputTooLargeError`
-        when it passes ``max_size``. Close the iterator (or exhaust it) to
-        release the connection.
+        cut short, :class:`~flask_trigger_outputs.errors.OutputTooLargeError`
+        when it passes ``max_size`` and
+        :class:`~flask_trigger_outputs.errors.UpstreamTimeoutError` when the
+        time spent opening the download and waiting for its chunks passes
+        the retry policy's ``max_time``. Time the caller spends between
+        chunks does not count. Close the iterator (or exhaust it) to release
+        the connection.
 
         :raises ExpiredUrlError: the storage host responded with 403.
         :raises OutputTooLargeError: the announced ``Content-Length`` is
@@ -174,6 +182,7 @@ class PacketDownloader:
         :raises StorageError: the download could not be opened.
         """
         self._check_url(url, run_id)
+        deadline = self.retry_policy.clock() + self.retry_policy.max_time
         response = self._with_retry(lambda: self._open(url, run_id), url, run_id)
 
         try:
@@ -185,7 +194,12 @@ class PacketDownloader:
         def chunks() -> Iterator[bytes]:
             try:
                 yield from self._read_body(
-                    response, url, run_id, retry_truncated=False, chunk_size=chunk_size
+                    response,
+                    url,
+                    run_id,
+                    retry_truncated=False,
+                    deadline=deadline,
+                    chunk_size=chunk_size,
                 )
             finally:
                 response.close()
@@ -307,6 +321,15 @@ class PacketDownloader:
             run_id=run_id,
         )
 
+    def _too_slow_error(self, url: str, run_id: str | None) -> UpstreamTimeoutError:
+        return UpstreamTimeoutError(
+            f"The storage host {_host(url)} did not send {_subject(run_id)} within the time"
+            f" budget of {self.retry_policy.max_time:g} s, so the download was aborted."
+            " Try again later, or raise TRIGGER_OUTPUTS_MAX_RETRY_TIME if the storage"
+            " host is this slow.",
+            run_id=run_id,
+        )
+
     def _read_body(
         self,
         response: requests.Response,
@@ -314,12 +337,19 @@ class PacketDownloader:
         run_id: str | None,
         *,
         retry_truncated: bool,
+        deadline: float,
         chunk_size: int = 64 * 1024,
     ) -> Iterator[bytes]:
-        """Yield the body in chunks, enforcing the size cap and the
-        announced length. A body cut short raises :class:`TransientError`
-        when ``retry_truncated`` is set, else
-        :class:`~flask_trigger_outputs.errors.StorageError`."""
+        """Yield the body in chunks, enforcing the size cap, the announced
+        length and the time budget. A body cut short raises
+        :class:`TransientError` when ``retry_truncated`` is set, else
+        :class:`~flask_trigger_outputs.errors.StorageError`.
+
+        :param deadline: the time on the retry policy's clock by which the
+            body must have arrived. The time the caller spends between
+            chunks moves it later, so only waiting for the storage host
+            counts.
+        """
         self._check_announced_size(response, run_id)
         # urllib3 checks the encoded length itself when there is a coding.
         expected = _decoded_length(response)
@@ -327,12 +357,19 @@ class PacketDownloader:
         reason: str | None = None
         cause: BaseException | None = None
 
+        clock = self.retry_policy.clock
         try:
             for chunk in response.iter_content(chunk_size):
+                # The read timeout bounds only the gap before each chunk, so a
+                # body sent slowly enough would otherwise never time out.
+                if clock() > deadline:
+                    raise self._too_slow_error(url, run_id)
                 received += len(chunk)
                 if received > self.max_size:
                     raise self._too_large_error(run_id, announced=None)
+                yielded_at = clock()
                 yield chunk
+                deadline += clock() - yielded_at
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
             reason = f"body cut short after {received} bytes ({type(exc).__name__})"
             cause = exc

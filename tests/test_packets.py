@@ -7,6 +7,7 @@ import logging
 import pytest
 from clocks import FakeTime
 
+from flask_trigger_outputs._retry import RetryPolicy
 from flask_trigger_outputs.emulator import EmulatorServer
 from flask_trigger_outputs.errors import (
     OutputTooLargeError,
@@ -261,6 +262,28 @@ def test_download_read_timeout(trigger_emulator: EmulatorServer, fake_time: Fake
     assert trigger_emulator.emulator.stats.downloads[key] == 2
 
 
+def test_download_slow_body_exceeds_max_time(trigger_emulator: EmulatorServer) -> None:
+    key = "proj/run_packettest1/output.json"
+    url = store(trigger_emulator, key)
+    # Every gap is shorter than the read timeout, but the body as a whole
+    # takes longer than the time budget.
+    trigger_emulator.emulator.faults.slow_downloads(times=1, delay=1.0, keep_bytes=10)
+    policy = RetryPolicy(max_tries=4, max_time=0.2, sleep=lambda seconds: None)
+    downloader = PacketDownloader(read_timeout=5.0, retry_policy=policy)
+
+    with pytest.raises(UpstreamTimeoutError) as info:
+        downloader.download(url, run_id=RUN_ID)
+
+    assert info.value.message == (
+        f"The storage host {trigger_emulator.url[7:]} did not send the packet of run"
+        f" {RUN_ID!r} within the time budget of 0.2 s, so the download was aborted."
+        " Try again later, or raise TRIGGER_OUTPUTS_MAX_RETRY_TIME if the storage host"
+        " is this slow."
+    )
+    assert info.value.run_id == RUN_ID
+    assert trigger_emulator.emulator.stats.downloads[key] == 1
+
+
 def test_download_logs_retries_without_query(
     trigger_emulator: EmulatorServer,
     downloader: PacketDownloader,
@@ -333,6 +356,37 @@ def test_stream_retries_before_first_byte(
 
     assert b"".join(chunks) == BODY
     assert trigger_emulator.emulator.stats.downloads[key] == 2
+
+
+def test_stream_slow_body_exceeds_max_time(trigger_emulator: EmulatorServer) -> None:
+    url = store(trigger_emulator, "proj/run_packettest1/output.json")
+    trigger_emulator.emulator.faults.slow_downloads(times=1, delay=1.0, keep_bytes=10)
+    policy = RetryPolicy(max_tries=4, max_time=0.2, sleep=lambda seconds: None)
+    downloader = PacketDownloader(read_timeout=5.0, retry_policy=policy)
+
+    _, _, chunks = downloader.stream(url, run_id=RUN_ID, chunk_size=10)
+    with pytest.raises(UpstreamTimeoutError) as info:
+        b"".join(chunks)
+
+    assert "within the time budget of 0.2 s" in info.value.message
+    assert info.value.run_id == RUN_ID
+
+
+def test_stream_time_between_chunks_not_counted(
+    trigger_emulator: EmulatorServer, fake_time: FakeTime
+) -> None:
+    url = store(trigger_emulator, "proj/run_packettest1/output.json")
+    downloader = PacketDownloader(retry_policy=fake_time.policy(max_time=1.0))
+
+    _, _, chunks = downloader.stream(url, run_id=RUN_ID, chunk_size=1000)
+    parts = []
+    for part in chunks:
+        parts.append(part)
+        # A slow client between chunks, well past the budget in total.
+        fake_time.sleep(0.6)
+
+    assert len(parts) > 2
+    assert b"".join(parts) == BODY
 
 
 def test_stream_expired_url(trigger_emulator: EmulatorServer, downloader: PacketDownloader) -> None:
