@@ -53,6 +53,20 @@ class TriggerOutputsState:
     #: The extension object that registered this state.
     extension: TriggerOutputs
 
+    def close(self) -> None:
+        """Close the pooled connections of the API client, its uploader, the
+        downloader and, when the cache has one, the shared Redis tier.
+
+        Call it when the app is discarded, for example at the end of a test
+        or of a worker process. A request sent after ``close`` opens new
+        connections, so closing too early costs only the reconnects.
+        """
+        self.client.close()
+        self.downloader.close()
+        shared = getattr(self.cache, "shared", None)
+        if shared is not None:
+            shared.close()
+
 
 class TriggerOutputs:
     """Read Trigger.dev run outputs and payloads from a Flask app, and serve

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
+import redis
+import requests
 from extension_tasks import make_app
 from flask import Flask
+from redis_server import RedisServer
 
 from flask_trigger_outputs.cache import OutputCache
 from flask_trigger_outputs.client import TriggerClient
@@ -91,6 +94,40 @@ def test_extension_without_app_then_init(server: EmulatorServer) -> None:
     assert get_state(app).extension is extension
     assert "trigger_outputs" in app.blueprints
     assert not hasattr(extension, "app")
+
+
+def open_pools(session: requests.Session) -> int:
+    """Count the connection pools a session keeps open, over all adapters."""
+    return sum(len(adapter.poolmanager.pools) for adapter in session.adapters.values())
+
+
+def test_state_close_closes_connections(server: EmulatorServer) -> None:
+    app = make_app(server, TRIGGER_OUTPUTS_CACHE_MAX_BYTES=0)
+    state = get_state(app)
+    run_id = server.emulator.create_run(output={"pages": ["x" * 100]}, offload_output=True)
+    state.reader.get_output(run_id)
+    assert open_pools(state.client._session) == 1
+    assert open_pools(state.downloader._session) == 1
+
+    state.close()
+
+    assert open_pools(state.client._session) == 0
+    assert open_pools(state.downloader._session) == 0
+    # A closed state still works: the next request opens a new connection.
+    assert state.reader.get_output(run_id) == {"pages": ["x" * 100]}
+
+
+def test_state_close_closes_shared_tier(
+    server: EmulatorServer, redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    app = make_app(server, TRIGGER_OUTPUTS_REDIS_URL=redis_server.url)
+    shared = get_state(app).cache.shared  # type: ignore[attr-defined]
+    connection_id = str(shared.client.client_id())
+    assert connection_id in {client["id"] for client in redis_client.client_list()}
+
+    get_state(app).close()
+
+    assert connection_id not in {client["id"] for client in redis_client.client_list()}
 
 
 def test_get_state_without_init() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,14 +15,17 @@ from flask.testing import FlaskClient
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from flask_trigger_outputs.emulator import EmulatorServer
+from flask_trigger_outputs.extension import get_state
 from flask_trigger_outputs.runs import Run
 
 CLIENT_HEADERS = {"Content-Type": "application/json"}
 
 
 @pytest.fixture
-def app(server: EmulatorServer) -> Flask:
-    return make_app(server)
+def app(server: EmulatorServer) -> Iterator[Flask]:
+    app = make_app(server)
+    yield app
+    get_state(app).close()
 
 
 def post_json(client: FlaskClient, path: str, body: Any) -> Any:
@@ -243,7 +247,7 @@ def test_get_output_json_is_compact(client: FlaskClient, server: EmulatorServer)
     run_id = start_and_wait(client, server, "/api/ai-strategy", {"large": True})
     first = client.get(f"/api/ai-strategy?runId={run_id}")
     cached = client.get(f"/api/ai-strategy?runId={run_id}")
-    status = client.get(f"/api/ai-strategy?runId=run_unknown000")
+    status = client.get("/api/ai-strategy?runId=run_unknown000")
 
     for response in (first, cached, status):
         head = response.get_data()[:200]
