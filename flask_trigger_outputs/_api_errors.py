@@ -8,6 +8,8 @@ at most a shortened ``error`` field of the server's body.
 
 from __future__ import annotations
 
+import math
+
 import requests
 
 from ._retry import TransientError
@@ -131,6 +133,16 @@ def give_up_error(
     )
     status = failure.status_code
 
+    if status == 429 and failure.retry_at_beyond_budget is not None:
+        reset_in = math.ceil(failure.retry_at_beyond_budget)
+        return RateLimitError(
+            f"Trigger.dev rate-limited the API calls (HTTP 429) while {action}, and the"
+            f" limit resets in {reset_in} s, after the retry time budget ends, so the call"
+            f" gave up after {tries}. Try again after the reset or lower the request rate.",
+            status_code=status,
+            run_id=run_id,
+            task_id=task_id,
+        )
     if status == 429:
         return RateLimitError(
             f"Trigger.dev kept rate-limiting the API calls (HTTP 429) while {action},"

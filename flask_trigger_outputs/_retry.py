@@ -105,6 +105,9 @@ class TransientError(Exception):
         self.attempts = 1
         #: Seconds from the first attempt to giving up.
         self.elapsed = 0.0
+        #: Seconds from giving up until ``retry_at``, set when the retries
+        #: were given up because ``retry_at`` lies beyond the time budget.
+        self.retry_at_beyond_budget: float | None = None
 
 
 def call_with_retry(
@@ -123,8 +126,10 @@ def call_with_retry(
     attributes.
 
     When the server gave a reset time (``retry_at``), the wait lasts until
-    that time plus a jitter of up to ``policy.initial_wait`` seconds. Every
-    wait is cut to the time left in the budget.
+    that time plus a jitter of up to ``policy.initial_wait`` seconds. A reset
+    time after the end of the budget gives up at once, since the attempt
+    after the wait would fail too. Every other wait is cut to the time left
+    in the budget.
 
     :param attempt: makes one attempt. It raises :class:`TransientError` for
         a failure worth retrying.
@@ -134,15 +139,27 @@ def call_with_retry(
     :param run_id: the run involved, for the log record.
     :param task_id: the task involved, for the log record.
     :raises TransientError: the last failure, with ``attempts`` and
-        ``elapsed`` set, once the attempts or the time budget are used up.
+        ``elapsed`` set, once the attempts or the time budget are used up,
+        and ``retry_at_beyond_budget`` set when the reset time lies beyond
+        the budget.
     """
     start = policy.clock()
 
     def elapsed() -> float:
         return policy.clock() - start
 
-    def out_of_time(exc: Exception) -> bool:
-        return elapsed() >= policy.max_time
+    def reset_beyond_budget(failure: TransientError) -> float | None:
+        """Return the seconds until ``failure.retry_at`` if that is later
+        than the end of the budget, else ``None``."""
+        if failure.retry_at is None:
+            return None
+        reset_in = failure.retry_at - policy.wall_clock()
+        return reset_in if reset_in > policy.max_time - elapsed() else None
+
+    def give_up(exc: Exception) -> bool:
+        if elapsed() >= policy.max_time:
+            return True
+        return isinstance(exc, TransientError) and reset_beyond_budget(exc) is not None
 
     def wait_before_retry(details: Any) -> None:
         failure: TransientError = details["exception"]
@@ -172,6 +189,7 @@ def call_with_retry(
         failure: TransientError = details["exception"]
         failure.attempts = details["tries"]
         failure.elapsed = elapsed()
+        failure.retry_at_beyond_budget = reset_beyond_budget(failure)
 
     retrying = backoff.on_exception(
         backoff.constant,
@@ -179,7 +197,7 @@ def call_with_retry(
         interval=0,
         jitter=None,
         max_tries=policy.max_tries,
-        giveup=out_of_time,
+        giveup=give_up,
         on_backoff=wait_before_retry,
         on_giveup=record_give_up,
         logger=None,

@@ -255,7 +255,7 @@ def test_rate_limit_waits_until_reset(
     assert trigger_emulator.emulator.stats.api_calls["retrieve"] == 2
 
 
-def test_rate_limit_wait_capped_by_budget(
+def test_rate_limit_reset_beyond_budget_gives_up(
     trigger_emulator: EmulatorServer, fake_time: FakeTime
 ) -> None:
     client = make_client(
@@ -266,12 +266,35 @@ def test_rate_limit_wait_capped_by_budget(
     with pytest.raises(RateLimitError) as info:
         client.retrieve_run("run_abc")
 
-    assert fake_time.sleeps == [3.0]
+    # Waiting the 3 s left could not reach the reset 60 s away.
+    assert fake_time.sleeps == []
+    assert trigger_emulator.emulator.stats.api_calls["retrieve"] == 1
     assert info.value.status_code == 429
     assert info.value.message == (
-        "Trigger.dev kept rate-limiting the API calls (HTTP 429) while retrieving run"
-        " 'run_abc', after 2 attempts in 3.0 s. Try again later or lower the request rate."
+        "Trigger.dev rate-limited the API calls (HTTP 429) while retrieving run 'run_abc',"
+        " and the limit resets in 60 s, after the retry time budget ends, so the call gave"
+        " up after 1 attempt in 0.0 s. Try again after the reset or lower the request rate."
     )
+
+
+def test_rate_limit_reset_after_spent_budget_gives_up(
+    trigger_emulator: EmulatorServer, fake_time: FakeTime
+) -> None:
+    client = make_client(
+        trigger_emulator, fake_time, retry_policy=fake_time.policy(max_tries=5, max_time=30.0)
+    )
+    run_id = trigger_emulator.emulator.create_run(output=1)
+    trigger_emulator.emulator.faults.fail_api(times=1, status=500)
+    trigger_emulator.emulator.faults.rate_limit(times=1, reset_after=29.9)
+
+    with pytest.raises(RateLimitError) as info:
+        client.retrieve_run(run_id)
+
+    # The first wait (0.5 s) leaves 29.5 s of the budget, less than the
+    # 29.9 s until the reset.
+    assert fake_time.sleeps == [0.5]
+    assert trigger_emulator.emulator.stats.api_calls["retrieve"] == 2
+    assert "the limit resets in 30 s" in info.value.message
 
 
 def test_connection_refused_is_retried(fake_time: FakeTime) -> None:
