@@ -11,7 +11,12 @@ from typing import Any
 from .errors import PacketDecodeError
 
 
-def _dump_json(value: Any, *, run_id: str | None) -> bytes:
+def dump_json(value: Any, *, run_id: str | None) -> bytes:
+    """Serialize a packet's JSON form to the compact UTF-8 JSON text that
+    responses send and that the size of an inline packet is measured on.
+
+    :raises PacketDecodeError: if the value contains NaN or Infinity.
+    """
     try:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except ValueError as error:
@@ -84,7 +89,7 @@ class CachedPacket:
             data=data,
             data_type=media_type(content_type),
             offloaded=offloaded,
-            json_body=_dump_json(value, run_id=run_id),
+            json_body=dump_json(value, run_id=run_id),
         )
 
     @classmethod
@@ -95,7 +100,7 @@ class CachedPacket:
         :param value: the decoded ``output`` or ``payload`` field of a run.
         :param run_id: the run, named in error messages.
         """
-        body = _dump_json(value, run_id=run_id)
+        body = dump_json(value, run_id=run_id)
         return cls(data=body, data_type="application/json", offloaded=False, json_body=body)
 
     @property

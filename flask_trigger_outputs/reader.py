@@ -22,7 +22,6 @@ the typed packet.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -30,11 +29,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from . import decoding
 from .cache import deep_sizeof
-from .cached_packet import CachedPacket
+from .cached_packet import CachedPacket, dump_json
 from .client import TriggerClient
 from .errors import (
     OutputUnavailableError,
-    PacketDecodeError,
     RunFailedError,
     RunNotFinishedError,
     StorageError,
@@ -240,9 +238,8 @@ class RunReader:
 
         source = find_packet(run.raw, kind)
         if source.inline:
-            return LoadedPacket(
-                value=source.value, size=_json_size(source.value, run.id), offloaded=False
-            )
+            size = len(dump_json(source.value, run_id=run.id))
+            return LoadedPacket(value=source.value, size=size, offloaded=False)
         if source.presigned_url is None:
             raise self._unavailable_error(run, kind)
 
@@ -378,17 +375,3 @@ class RunReader:
             " try again in a moment.",
             run_id=run.id,
         )
-
-
-def _json_size(value: Any, run_id: str) -> int:
-    """Return the size in bytes of the compact UTF-8 JSON text of an inline
-    value."""
-    try:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise PacketDecodeError(
-            f"The inline data of run {run_id!r} is not valid JSON.", run_id=run_id
-        ) from exc
-    # JSON text may hold lone surrogates ("\\ud800" decodes to one); they
-    # count three bytes each, like the U+FFFD that Node writes for them.
-    return len(text.encode("utf-8", "surrogatepass"))

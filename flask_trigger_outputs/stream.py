@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from flask import Response, current_app, jsonify, request
 
+from .cached_packet import dump_json
 from .errors import OutputUnavailableError, RunFailedError, RunNotFinishedError
 from .packets import ExpiredUrlError, redact_url
 from .request_body import InvalidRequestError
@@ -171,8 +172,7 @@ def packet_response(
 
     source = find_packet(run.raw, kind)
     if source.inline:
-        data = current_app.json.dumps(source.value).encode("utf-8")
-        return _bytes_response(data, DEFAULT_DATA_TYPE)
+        return _bytes_response(dump_json(source.value, run_id=run.id), DEFAULT_DATA_TYPE)
 
     url = source.presigned_url
     if url is None:

@@ -813,6 +813,35 @@ def test_route_raw_format_inline_output(trigger_emulator: EmulatorServer) -> Non
     assert response.headers["Content-Type"] == "application/json"
 
 
+def test_route_raw_format_inline_same_bytes_on_hit(trigger_emulator: EmulatorServer) -> None:
+    client = make_app(trigger_emulator).test_client()
+    output = {"zeta": "caf\u00e9", "alpha": [1, 2.5, None]}
+    run_id = trigger_emulator.emulator.create_run("site-crawl", output=output, offload_output=False)
+
+    miss = client.get(f"/api/crawl?runId={run_id}&format=raw")
+    client.get(f"/api/crawl?runId={run_id}")  # caches the output packet
+    hit = client.get(f"/api/crawl?runId={run_id}&format=raw")
+
+    assert miss.get_data() == hit.get_data()
+    assert json.loads(hit.get_data()) == output
+
+
+def test_route_inline_output_size_same_without_cache(trigger_emulator: EmulatorServer) -> None:
+    # A lone surrogate has no UTF-8 form, so its size depends on how the
+    # text is serialized.
+    output = {"text": "caf\u00e9 \ud800"}
+    run_id = trigger_emulator.emulator.create_run("site-crawl", output=output, offload_output=False)
+    app = make_app(trigger_emulator)
+    state = get_state(app)
+    uncached = RunReader(state.client, state.downloader, cache=None)
+
+    with_cache = app.test_client().get(f"/api/crawl?runId={run_id}").get_json()
+    without_cache = uncached.get_result(run_id)
+
+    assert with_cache["output"] == output
+    assert with_cache["outputSize"] == without_cache.output_size
+
+
 def test_route_raw_format_unfinished_run(trigger_emulator: EmulatorServer) -> None:
     client = make_app(trigger_emulator).test_client()
     run_id = trigger_emulator.emulator.create_run("site-crawl", status="EXECUTING")
