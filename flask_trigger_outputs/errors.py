@@ -17,13 +17,16 @@ class TriggerOutputsError(Exception):
     :param task_id: the task involved, when there is one.
     :param status_code: the HTTP status that Trigger.dev or the storage host
         answered, when the failure came from a response.
+    :param retryable: overrides the class's :attr:`retryable` for this
+        error, for a class whose failures may be permanent or not.
     """
 
     #: Stable machine-readable code used in JSON error bodies.
     code = "trigger_outputs_error"
     #: HTTP status the blueprint answers with for this error.
     http_status = 502
-    #: Whether repeating the same call later may succeed.
+    #: Whether repeating the same call later may succeed. An instance may
+    #: override its class's value.
     retryable = False
 
     def __init__(
@@ -33,12 +36,15 @@ class TriggerOutputsError(Exception):
         run_id: str | None = None,
         task_id: str | None = None,
         status_code: int | None = None,
+        retryable: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.run_id = run_id
         self.task_id = task_id
         self.status_code = status_code
+        if retryable is not None:
+            self.retryable = retryable
 
 
 class InvalidRunIdError(TriggerOutputsError, ValueError):
@@ -112,7 +118,11 @@ class ApiError(TriggerOutputsError):
 class StorageError(TriggerOutputsError):
     """The presigned download failed: the storage host answered an error
     (including an S3-style XML error body), the body was cut short, or a
-    fresh URL was also rejected."""
+    fresh URL was also rejected.
+
+    ``retryable`` is true for failures that may pass (5xx after retries,
+    connection errors, a body cut short) and false for permanent ones (a
+    missing object, an invalid URL, a redirect to another host)."""
 
     code = "storage_error"
     http_status = 502

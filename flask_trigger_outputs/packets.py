@@ -53,6 +53,8 @@ class ExpiredUrlError(StorageError):
     for a fresh one. It keeps the ``storage_error`` code of its base class,
     so a route that lets it through responds as to any storage failure."""
 
+    retryable = False
+
 
 @dataclass(frozen=True)
 class Packet:
@@ -246,6 +248,7 @@ class PacketDownloader:
                         f" {_subject(run_id)} to another host ({_host(target)}); a presigned"
                         " URL is only valid for its own host, so the redirect was not followed.",
                         run_id=run_id,
+                        retryable=False,
                     )
                 self._check_url(target, run_id)
                 current = target
@@ -260,6 +263,7 @@ class PacketDownloader:
             f"The storage host {_host(url)} redirected the download of {_subject(run_id)}"
             f" more than {_MAX_REDIRECTS} times.",
             run_id=run_id,
+            retryable=False,
         )
 
     def _send(self, url: str, run_id: str | None) -> requests.Response:
@@ -277,6 +281,7 @@ class PacketDownloader:
         raise StorageError(
             f"Could not request {_subject(run_id)} from {_host(url)} ({reason}).",
             run_id=run_id,
+            retryable=False,
         )
 
     def _status_error(self, response: requests.Response, url: str, run_id: str | None) -> Exception:
@@ -302,6 +307,7 @@ class PacketDownloader:
             f"The storage host {_host(url)} responded with {detail} for {_subject(run_id)}."
             " The stored packet may have been deleted.",
             run_id=run_id,
+            retryable=False,
             status_code=status,
         )
 
@@ -379,6 +385,7 @@ class PacketDownloader:
                 f" could not be decoded (Content-Encoding"
                 f" {response.headers.get('Content-Encoding')!r}).",
                 run_id=run_id,
+                retryable=False,
             ) from None
 
         if reason is None and expected is not None and received < expected:
@@ -404,6 +411,7 @@ class PacketDownloader:
                 f"Trigger.dev returned an invalid presigned URL for {_run_name(run_id)}:"
                 " expected an http or https URL of printable ASCII characters.",
                 run_id=run_id,
+                retryable=False,
             )
 
 

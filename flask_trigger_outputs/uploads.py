@@ -65,6 +65,7 @@ class PacketUploader:
                 f"Trigger.dev returned an invalid upload URL for {subject}: expected an"
                 " http or https URL of printable ASCII characters.",
                 task_id=task_id,
+                retryable=False,
             )
 
         def attempt() -> None:
@@ -84,6 +85,7 @@ class PacketUploader:
                 raise StorageError(
                     f"Could not upload {subject} to {host} ({type(exc).__name__}).",
                     task_id=task_id,
+                    retryable=False,
                 ) from None
 
             status = response.status_code
@@ -96,6 +98,7 @@ class PacketUploader:
                 f"The storage host {host} rejected the upload of {subject} with HTTP"
                 f" {status}. The upload URL may have expired; trigger the task again.",
                 task_id=task_id,
+                retryable=False,
                 status_code=status,
             )
 

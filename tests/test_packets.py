@@ -155,6 +155,7 @@ def test_download_expired_url_is_not_retried(
 
     assert isinstance(info.value, StorageError)
     assert info.value.status_code == 403
+    assert info.value.retryable is False
     assert info.value.message == (
         f"The storage host {trigger_emulator.url[7:]} rejected the presigned URL for the"
         f" packet of run {RUN_ID!r} (HTTP 403, AccessDenied); it has probably expired."
@@ -174,6 +175,7 @@ def test_download_missing_key_is_not_retried(
 
     assert type(info.value) is StorageError
     assert info.value.status_code == 404
+    assert info.value.retryable is False
     assert "HTTP 404, NoSuchKey" in info.value.message
     assert len(trigger_emulator.emulator.stats.storage_requests()) == 1
 
@@ -217,6 +219,7 @@ def test_download_truncated_every_time(
     assert type(info.value) is StorageError
     assert "body cut short" in info.value.message
     assert "after 4 attempts" in info.value.message
+    assert info.value.retryable is True
     assert trigger_emulator.emulator.stats.downloads[key] == 4
 
 
@@ -316,6 +319,7 @@ def test_download_rejects_invalid_url(downloader: PacketDownloader) -> None:
             f"Trigger.dev returned an invalid presigned URL for run {RUN_ID!r}: expected an"
             " http or https URL of printable ASCII characters."
         )
+        assert info.value.retryable is False
 
 
 def test_stream_yields_body(trigger_emulator: EmulatorServer, downloader: PacketDownloader) -> None:
