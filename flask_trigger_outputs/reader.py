@@ -22,13 +22,14 @@ the typed packet.
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import decoding
-from .cache import deep_sizeof
 from .cached_packet import CachedPacket, dump_json
 from .client import TriggerClient
 from .errors import (
@@ -89,6 +90,35 @@ class RunResult:
     output_json: bytes | None = None
 
 
+@dataclass(frozen=True)
+class _StoredRun:
+    """A retrieved run as the cache keeps it: the API response as JSON text.
+
+    Every read builds its own :class:`Run` from the text, so a caller that
+    changes its run's ``metadata`` or ``raw`` changes no other caller's.
+    Parsing the few kilobytes of a run costs microseconds.
+    """
+
+    body: bytes
+    #: Whether the run may be kept for the cache's TTL: it has finished and,
+    #: if it succeeded, carries its output or a URL for it. A run whose URL
+    #: the server failed to sign is not kept, so the next read retries.
+    keep: bool
+
+    @classmethod
+    def from_api(cls, raw: dict[str, Any]) -> _StoredRun:
+        run = Run.from_api(raw)
+        keep = run.is_finished and (run.output.available or not run.is_success)
+        return cls(body=json.dumps(raw).encode("ascii"), keep=keep)
+
+    @property
+    def nbytes(self) -> int:
+        return sys.getsizeof(self.body) + 100  # the instance and its attributes
+
+    def to_run(self) -> Run:
+        return Run.from_api(json.loads(self.body))
+
+
 class RunReader:
     """Retrieve runs and read their outputs and payloads.
 
@@ -126,20 +156,20 @@ class RunReader:
         run_id = validate_run_id(run_id)
         key = cache.key(run_id, "run")
 
-        def retrieve() -> Run:
-            return Run.from_api(cache.coalesce(key, lambda: self.client.retrieve_run(run_id)))
+        def retrieve() -> _StoredRun:
+            return cache.coalesce(
+                key,
+                lambda: _StoredRun.from_api(self.client.retrieve_run(run_id)),
+                size=lambda stored: stored.nbytes,
+            )
 
         # A finished run never changes, so it is kept and later reads send
         # no request. The presigned URLs it holds may expire meanwhile:
-        # _download then asks for fresh ones. A successful run that came
-        # without its output or a URL for it (the server failed to sign one)
-        # is not kept, so the next read retrieves it again.
-        return cache.get_or_load(
-            key,
-            retrieve,
-            size=lambda run: deep_sizeof(run.raw),
-            store=lambda run: run.is_finished and (run.output.available or not run.is_success),
+        # _download then asks for fresh ones.
+        stored = cache.get_or_load(
+            key, retrieve, size=lambda stored: stored.nbytes, store=lambda stored: stored.keep
         )
+        return stored.to_run()
 
     def get_output(self, run_id: str, *, as_json: bool = False) -> Any:
         """Return the output of a run that completed successfully.

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from flask_trigger_outputs._retry import RetryPolicy
+from flask_trigger_outputs.cache import OutputCache
 from flask_trigger_outputs.client import TriggerClient
 from flask_trigger_outputs.emulator import Emulator, EmulatorServer, StoredPacket
 from flask_trigger_outputs.errors import (
@@ -65,6 +66,27 @@ def test_get_run_returns_status_without_download(
     assert run.metadata == {"progress": 1.0}
     assert run.output.offloaded
     assert trigger_emulator.emulator.stats.storage_requests() == []
+
+
+def test_get_run_cached_copy_unchanged_by_caller(trigger_emulator: EmulatorServer) -> None:
+    reader = make_reader(trigger_emulator)
+    reader.cache = OutputCache()
+    run_id = trigger_emulator.emulator.create_run(
+        output={"pages": [1]}, metadata={"progress": {"done": 3}}
+    )
+    first = reader.get_run(run_id)
+    assert first.metadata is not None
+
+    first.metadata["progress"]["done"] = 0
+    first.raw["output"]["pages"].append(2)
+    first.raw["metadata"]["progress"]["done"] = 0
+    second = reader.get_run(run_id)
+
+    assert second.metadata == {"progress": {"done": 3}}
+    assert second.raw["metadata"] == {"progress": {"done": 3}}
+    assert second.raw["output"] == {"pages": [1]}
+    assert reader.get_output(run_id) == {"pages": [1]}
+    assert trigger_emulator.emulator.stats.api_calls["retrieve"] == 1
 
 
 def test_get_run_invalid_id(trigger_emulator: EmulatorServer, reader: RunReader) -> None:
