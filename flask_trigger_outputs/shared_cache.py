@@ -21,11 +21,10 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+if TYPE_CHECKING:
+    import redis
 
 logger = logging.getLogger(__name__)
 
@@ -134,12 +133,17 @@ class SharedCache:
                 f"wait_initial must be positive and at most wait_max, got {wait_initial!r}"
                 f" and {wait_max!r}."
             )
+        # Imported here, so that the configuration can be read without the
+        # redis extra installed. A client passed in means redis is installed.
+        import redis
+
         if client.connection_pool.connection_kwargs.get("decode_responses"):
             raise ValueError(
                 "The Redis client for the shared cache must return bytes; create it"
                 " without decode_responses=True."
             )
         self.client = client
+        self._redis_error: type[Exception] = redis.RedisError
         self.prefix = prefix
         self.compress_min_size = compress_min_size
         self.compress_level = compress_level
@@ -176,6 +180,10 @@ class SharedCache:
         :param connect_timeout: seconds to wait for a connection.
         :param options: passed on to :class:`SharedCache`.
         """
+        import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
         client = redis.Redis.from_url(
             url,
             socket_timeout=socket_timeout,
@@ -214,7 +222,7 @@ class SharedCache:
             return None
         try:
             stored = self.client.get(self._value_key(key))
-        except redis.RedisError as exc:
+        except self._redis_error as exc:
             self._failed("GET", exc)
             return None
         self._succeeded()
@@ -238,7 +246,7 @@ class SharedCache:
         encoded = self._encode(value)
         try:
             self.client.set(self._value_key(key), encoded, px=max(1, round(ttl * 1000)))
-        except redis.RedisError as exc:
+        except self._redis_error as exc:
             self._failed("SET", exc)
             return False
         self._succeeded()
@@ -252,7 +260,7 @@ class SharedCache:
             return
         try:
             self.client.delete(self._value_key(key))
-        except redis.RedisError as exc:
+        except self._redis_error as exc:
             self._failed("DEL", exc)
             return
         self._succeeded()
@@ -398,7 +406,7 @@ class SharedCache:
             taken = self.client.set(
                 self._lock_key(key), token, nx=True, px=max(1, round(self.lock_timeout * 1000))
             )
-        except redis.RedisError as exc:
+        except self._redis_error as exc:
             self._failed("SET NX", exc)
             return None
         self._succeeded()
@@ -409,7 +417,7 @@ class SharedCache:
             return  # the lock expires by itself after lock_timeout
         try:
             self._release_lock(keys=[self._lock_key(key)], args=[token])
-        except redis.RedisError as exc:
+        except self._redis_error as exc:
             self._failed("lock release", exc)
             return
         self._succeeded()
