@@ -55,7 +55,9 @@ class SingleFlight(Generic[K, V]):
         :param fn: the call to run when this caller becomes the leader.
         :return: the value and whether it came from another caller's call.
         :raises Exception: whatever ``fn`` raised, in the leader and in every
-            waiter. Waiters raise the same exception object.
+            waiter. Each waiter raises its own copy, with the same class and
+            attributes and the leader's exception as its ``__cause__``, so
+            that threads do not add frames to one shared traceback.
         """
         with self._lock:
             call = self._calls.get(key)
@@ -70,7 +72,7 @@ class SingleFlight(Generic[K, V]):
         if not leader:
             call.done.wait()
             if call.error is not None:
-                raise call.error
+                raise _copy_error(call.error) from call.error
             return cast(V, call.value), True
 
         try:
@@ -106,3 +108,17 @@ class SingleFlight(Generic[K, V]):
         """Return the number of keys whose call is running now."""
         with self._lock:
             return len(self._calls)
+
+
+def _copy_error(error: BaseException) -> BaseException:
+    """Return a new exception of the same class with the same ``args`` and
+    attributes, but no traceback.
+
+    :func:`copy.copy` would call ``__init__`` with ``args`` only, which fails
+    for classes with keyword-only parameters, so ``__init__`` is skipped.
+    """
+    clone = type(error).__new__(type(error), *error.args)
+    clone.args = error.args
+    if hasattr(error, "__dict__"):
+        clone.__dict__.update(error.__dict__)
+    return clone

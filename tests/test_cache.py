@@ -266,7 +266,10 @@ def test_get_or_load_single_flight_failure(clock: FakeClock) -> None:
 
     assert calls == 1
     assert len(errors) == WORKERS
-    assert len({id(error) for error in errors}) == 1
+    # One failure: each waiter raises a copy caused by the leader's error.
+    assert len({id(error) for error in errors}) == WORKERS
+    assert len({id(error.__cause__ or error) for error in errors}) == 1
+    assert len({error.message for error in errors if isinstance(error, StorageError)}) == 1
     assert cache.get(key()) is None
     assert cache.snapshot()["entries"] == 0
 
@@ -713,7 +716,10 @@ def test_reader_stampede_shares_failure(trigger_emulator: EmulatorServer) -> Non
 
     assert downloads(trigger_emulator) == 1
     assert len(errors) == 8
-    assert len({id(error) for error in errors}) == 1
+    # One failure: each waiter raises a copy caused by the leader's error.
+    assert len({id(error) for error in errors}) == 8
+    assert len({id(error.__cause__ or error) for error in errors}) == 1
+    assert len({error.message for error in errors if isinstance(error, StorageError)}) == 1
     assert reader.get_output(run_id, as_json=True) == SUPERJSON_AS_JSON
     assert downloads(trigger_emulator) == 2
 

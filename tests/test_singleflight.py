@@ -7,6 +7,7 @@ import threading
 import pytest
 from threads import run_threads, wait_until
 
+from flask_trigger_outputs.errors import OutputTooLargeError
 from flask_trigger_outputs.singleflight import SingleFlight
 
 WORKERS = 16
@@ -68,8 +69,45 @@ def test_single_flight_shares_exception() -> None:
 
     assert calls == 1
     assert len(errors) == WORKERS
-    assert len({id(error) for error in errors}) == 1
-    assert str(errors[0]) == "storage failed"
+    # Each caller gets its own object, so no two threads add frames to
+    # one traceback. The waiters' copies name the leader's as the cause.
+    assert len({id(error) for error in errors}) == WORKERS
+    assert {type(error) for error in errors} == {LookupError}
+    assert {str(error) for error in errors} == {"storage failed"}
+    [leader_error] = [error for error in errors if error.__cause__ is None]
+    for error in errors:
+        if error is not leader_error:
+            assert error.__cause__ is leader_error
+
+
+def test_single_flight_copies_error_attributes() -> None:
+    flight: SingleFlight[str, object] = SingleFlight()
+    started = threading.Event()
+    errors: list[OutputTooLargeError] = []
+
+    def load() -> object:
+        started.set()
+        wait_until(lambda: flight.waiters("k") == 1)
+        raise OutputTooLargeError("The packet is too large.", limit=10, run_id="run_abc")
+
+    def work(index: int) -> None:
+        if index == 1:
+            started.wait(10)
+        try:
+            flight.do("k", load)
+        except OutputTooLargeError as error:
+            errors.append(error)
+
+    run_threads(2, work)
+
+    assert len(errors) == 2
+    [waiter_error] = [error for error in errors if error.__cause__ is not None]
+    [leader_error] = [error for error in errors if error is not waiter_error]
+    assert waiter_error.__cause__ is leader_error
+    assert waiter_error.message == "The packet is too large."
+    assert waiter_error.limit == 10
+    assert waiter_error.run_id == "run_abc"
+    assert waiter_error.code == "output_too_large"
 
 
 def test_single_flight_calls_again_after_finish() -> None:
