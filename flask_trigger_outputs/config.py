@@ -10,16 +10,19 @@ or log line contains the secret key, only its environment prefix.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from flask import Flask
+
+from .shared_cache import DEFAULT_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +65,46 @@ DEFAULTS: Mapping[str, Any] = {
     "TRIGGER_OUTPUTS_POLL_COALESCE": 1.0,
     "TRIGGER_OUTPUTS_ALLOW_REDIRECT": False,
 }
+
+#: Defaults of the shared Redis tier's keys. A URL of ``None`` turns the tier
+#: off. ``TRIGGER_OUTPUTS_REDIS_LOCK_TIMEOUT`` is missing here because its
+#: default is one download's time budget (see
+#: :attr:`TriggerOutputsConfig.download_time`).
+REDIS_DEFAULTS: Mapping[str, Any] = {
+    "TRIGGER_OUTPUTS_REDIS_URL": None,
+    "TRIGGER_OUTPUTS_REDIS_PREFIX": DEFAULT_PREFIX,
+    "TRIGGER_OUTPUTS_REDIS_TIMEOUT": 0.5,
+    "TRIGGER_OUTPUTS_REDIS_RETRY_AFTER": 30.0,
+}
+
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+# redis-py reads these query parameters of a Redis URL as credentials.
+_REDIS_CREDENTIAL_PARAMETERS = frozenset({"username", "password"})
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    """Validated configuration of the shared Redis tier. Durations are in
+    seconds."""
+
+    #: ``TRIGGER_OUTPUTS_REDIS_URL``, or ``None`` when the tier is off. Left
+    #: out of ``repr`` because it may contain a password.
+    url: str | None = field(default=None, repr=False)
+    #: ``TRIGGER_OUTPUTS_REDIS_PREFIX``
+    prefix: str = DEFAULT_PREFIX
+    #: ``TRIGGER_OUTPUTS_REDIS_TIMEOUT``: to connect and for each reply.
+    timeout: float = 0.5
+    #: ``TRIGGER_OUTPUTS_REDIS_LOCK_TIMEOUT``: how long one process may hold
+    #: the download lock of a packet. The default, 95 s, is one download's
+    #: time budget with the default timeouts.
+    lock_timeout: float = 95.0
+    #: ``TRIGGER_OUTPUTS_REDIS_RETRY_AFTER``
+    retry_after: float = 30.0
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a URL is set, so the shared tier is on."""
+        return self.url is not None
 
 
 class ConfigurationError(ValueError):
@@ -123,7 +166,8 @@ class TriggerOutputsConfig:
     max_payload_size: int
     #: ``TRIGGER_OUTPUTS_MAX_OUTPUT_SIZE``: largest packet downloaded.
     max_output_size: int
-    #: ``TRIGGER_OUTPUTS_CACHE_MAX_BYTES``: 0 disables the cache.
+    #: ``TRIGGER_OUTPUTS_CACHE_MAX_BYTES``: 0 stores nothing, but concurrent
+    #: loads of one run still share one call.
     cache_max_bytes: int
     #: ``TRIGGER_OUTPUTS_CACHE_TTL``
     cache_ttl: float
@@ -137,6 +181,19 @@ class TriggerOutputsConfig:
     #: ``format=redirect``, which hands the client a presigned URL (with its
     #: signature) in a ``Location`` header.
     allow_redirect: bool
+    #: The ``TRIGGER_OUTPUTS_REDIS_*`` keys of the shared tier.
+    redis: RedisConfig = field(default_factory=RedisConfig)
+
+    @property
+    def download_time(self) -> float:
+        """Maximum time one download may take in seconds: the retry budget,
+        plus the connect and read timeouts of an attempt that starts just
+        before the budget runs out.
+
+        The read timeout bounds each wait for data, not a whole attempt, so
+        a body that keeps trickling in can take longer than this.
+        """
+        return self.max_retry_time + self.connect_timeout + self.read_timeout
 
     @property
     def environment(self) -> str:
@@ -190,7 +247,7 @@ def load_config(app: Flask) -> TriggerOutputsConfig:
     for key, default in DEFAULTS.items():
         config.setdefault(key, default)
 
-    return TriggerOutputsConfig(
+    settings = TriggerOutputsConfig(
         secret_key=_read_secret_key(config.get("TRIGGER_SECRET_KEY")),
         api_url=_read_api_url(config["TRIGGER_API_URL"]),
         preview_branch=_read_preview_branch(config.get("TRIGGER_PREVIEW_BRANCH")),
@@ -216,6 +273,98 @@ def load_config(app: Flask) -> TriggerOutputsConfig:
         ),
         allow_redirect=_read_bool(config, "TRIGGER_OUTPUTS_ALLOW_REDIRECT"),
     )
+    redis = load_redis_config(config, download_time=settings.download_time)
+
+    return dataclasses.replace(settings, redis=redis)
+
+
+def load_redis_config(app_config: MutableMapping[str, Any], *, download_time: float) -> RedisConfig:
+    """Fill in the defaults of the shared tier's keys in ``app.config``,
+    validate them and return them. They are validated even when no URL is
+    set, so a mistake shows before the tier is turned on.
+
+    ``TRIGGER_OUTPUTS_REDIS_LOCK_TIMEOUT`` defaults to ``download_time``. A
+    lock that expires before its holder's download ends lets another process
+    download the same packet, so a shorter value set by the app logs a
+    warning.
+
+    :param app_config: the app's ``config``.
+    :param download_time: longest time one download may take, in seconds.
+    :raises ConfigurationError: a key has an invalid value. The message
+        never contains the URL's password.
+    """
+    for key, default in REDIS_DEFAULTS.items():
+        app_config.setdefault(key, default)
+    app_config.setdefault("TRIGGER_OUTPUTS_REDIS_LOCK_TIMEOUT", download_time)
+
+    url = _read_redis_url(app_config["TRIGGER_OUTPUTS_REDIS_URL"])
+    prefix = app_config["TRIGGER_OUTPUTS_REDIS_PREFIX"]
+    if not isinstance(prefix, str):
+        raise ConfigurationError(
+            "TRIGGER_OUTPUTS_REDIS_PREFIX",
+            f"TRIGGER_OUTPUTS_REDIS_PREFIX must be a string such as 'myapp:', got {prefix!r}.",
+        )
+
+    redis = RedisConfig(
+        url=url,
+        prefix=prefix,
+        timeout=_read_float(app_config, "TRIGGER_OUTPUTS_REDIS_TIMEOUT", minimum=0.0),
+        lock_timeout=_read_float(app_config, "TRIGGER_OUTPUTS_REDIS_LOCK_TIMEOUT", minimum=0.0),
+        retry_after=_read_float(app_config, "TRIGGER_OUTPUTS_REDIS_RETRY_AFTER", minimum=0.0),
+    )
+    if redis.enabled and redis.lock_timeout < download_time:
+        logger.warning(
+            "TRIGGER_OUTPUTS_REDIS_LOCK_TIMEOUT is %g s, shorter than the %g s one download"
+            " may take (TRIGGER_OUTPUTS_MAX_RETRY_TIME plus the connect and read timeouts),"
+            " so a slow output may be downloaded by several processes. Set it to %g or more.",
+            redis.lock_timeout,
+            download_time,
+            download_time,
+        )
+
+    return redis
+
+
+def _read_redis_url(value: object) -> str | None:
+    key = "TRIGGER_OUTPUTS_REDIS_URL"
+
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or urlsplit(value).scheme not in _REDIS_SCHEMES:
+        shown = repr(redact_redis_url(value)) if isinstance(value, str) else repr(value)
+        raise ConfigurationError(
+            key,
+            f"{key} must be a redis://, rediss:// or unix:// URL such as"
+            f" 'redis://localhost:6379/0', or None to turn the shared cache off,"
+            f" got {shown}.",
+        )
+
+    return value
+
+
+def redact_redis_url(url: str) -> str:
+    """Return ``url`` with any user name and password replaced by ``***``,
+    in the authority and in the ``username`` and ``password`` query
+    parameters that redis-py also reads."""
+    parts = urlsplit(url)
+    redacted = url
+
+    if parts.username is not None or parts.password is not None:
+        host = parts.netloc.rpartition("@")[2]
+        redacted = parts._replace(netloc=f"***@{host}").geturl()
+
+    # The query is replaced in the text, because urlunsplit turns a URL with
+    # an empty host, such as unix:///run/redis.sock, into unix:/run/redis.sock.
+    base, question_mark, rest = redacted.partition("?")
+    if question_mark:
+        query, hash_mark, fragment = rest.partition("#")
+        pairs = [
+            (name, "***" if name in _REDIS_CREDENTIAL_PARAMETERS else value)
+            for name, value in parse_qsl(query, keep_blank_values=True)
+        ]
+        redacted = f"{base}?{urlencode(pairs, safe='*/')}{hash_mark}{fragment}"
+
+    return redacted
 
 
 def _read_secret_key(value: object) -> str:
@@ -401,7 +550,8 @@ def _read_share(config: Mapping[str, Any], key: str) -> float:
 def describe_config(config: TriggerOutputsConfig) -> list[tuple[str, object]]:
     """List every configuration key with the value in effect, for display.
 
-    The secret key is redacted to its environment prefix.
+    The secret key is redacted to its environment prefix, and the Redis URL
+    has its user name and password replaced by ``***``.
     """
     rows: list[tuple[str, object]] = [
         ("TRIGGER_SECRET_KEY", config.redacted_secret_key),
@@ -410,5 +560,14 @@ def describe_config(config: TriggerOutputsConfig) -> list[tuple[str, object]]:
     ]
     for key in DEFAULTS:
         rows.append((key, getattr(config, key.removeprefix("TRIGGER_OUTPUTS_").lower())))
+
+    redis = config.redis
+    rows += [
+        ("TRIGGER_OUTPUTS_REDIS_URL", None if redis.url is None else redact_redis_url(redis.url)),
+        ("TRIGGER_OUTPUTS_REDIS_PREFIX", redis.prefix),
+        ("TRIGGER_OUTPUTS_REDIS_TIMEOUT", redis.timeout),
+        ("TRIGGER_OUTPUTS_REDIS_LOCK_TIMEOUT", redis.lock_timeout),
+        ("TRIGGER_OUTPUTS_REDIS_RETRY_AFTER", redis.retry_after),
+    ]
 
     return rows

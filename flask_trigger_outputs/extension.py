@@ -9,13 +9,14 @@ from dataclasses import dataclass
 
 from flask import Blueprint, Flask, current_app
 
-from .cache import OutputCache, environment_id
+from .cache import OutputCache
 from .client import TriggerClient
 from .config import TriggerOutputsConfig, load_config
 from .packets import PacketDownloader
 from .reader import RunReader
 from .routes import create_blueprint
 from .runs import Run
+from .shared_tier import create_output_cache
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ class TriggerOutputs:
             )
 
         config = load_config(app)
-        state = create_state(config, self, cache=create_cache(app, config))
+        state = create_state(config, self, cache=create_output_cache(config))
         app.extensions[EXTENSION_KEY] = state
 
         if self.register_blueprint:
@@ -142,35 +143,6 @@ class TriggerOutputs:
             config.api_url,
             config.environment,
         )
-
-
-def create_cache(app: Flask, config: TriggerOutputsConfig) -> OutputCache:
-    """Create the cache of finished runs' packets for one app.
-
-    With ``TRIGGER_OUTPUTS_REDIS_URL`` set, the cache has a shared tier on
-    Redis, which needs the ``redis`` extra. Otherwise it lives in this
-    process. With ``TRIGGER_OUTPUTS_CACHE_MAX_BYTES`` set to 0 the
-    in-process tier stores nothing, but it still merges concurrent reads of
-    one run and keeps the counters.
-
-    :raises ConfigurationError: if a Redis setting is invalid.
-    """
-    if app.config.get("TRIGGER_OUTPUTS_REDIS_URL"):
-        # Imported here because the shared tier imports redis, an optional extra.
-        from .shared_tier import create_output_cache, load_redis_config
-
-        cache = create_output_cache(config, load_redis_config(app.config))
-        assert cache is not None  # a Redis URL always gives a tiered cache
-        return cache
-
-    return OutputCache(
-        max_bytes=config.cache_max_bytes,
-        ttl=config.cache_ttl,
-        max_entry_share=config.cache_max_entry_share,
-        coalesce_window=config.poll_coalesce,
-        api_url=config.api_url,
-        environment=environment_id(config.secret_key, config.preview_branch),
-    )
 
 
 def create_state(

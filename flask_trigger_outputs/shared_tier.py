@@ -7,25 +7,22 @@ process looks in Redis. A miss in Redis takes the cross-process lock, so one
 worker downloads and the others read the packet it stored. Both tiers use the
 same key and the same TTL.
 
-Only packets (:class:`~flask_trigger_outputs.cached_packet.CachedPacket`) go to Redis.
-They never change once a run has finished, and storing bytes needs no
-pickling. Run records and polls of unfinished runs stay in the process.
+Only packets (:class:`~flask_trigger_outputs.cached_packet.CachedPacket`),
+inline or offloaded, go to Redis. They never change once they exist, and
+storing bytes needs no pickling. Run records and polls of unfinished runs
+stay in the process.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-from collections.abc import Callable, Hashable, Iterable, Mapping, MutableMapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
 
 from .cache import CacheKey, OutputCache, environment_id
 from .cached_packet import CachedPacket
-from .config import ConfigurationError
-from .shared_cache import DEFAULT_PREFIX, SharedCache
+from .shared_cache import SharedCache
 
 if TYPE_CHECKING:
     from .config import TriggerOutputsConfig
@@ -190,115 +187,18 @@ class TieredOutputCache(OutputCache):
         return counts
 
 
-#: Configuration keys of the shared tier and their defaults. A URL of
-#: ``None`` turns the tier off.
-REDIS_DEFAULTS: Mapping[str, Any] = {
-    "TRIGGER_OUTPUTS_REDIS_URL": None,
-    "TRIGGER_OUTPUTS_REDIS_PREFIX": DEFAULT_PREFIX,
-    "TRIGGER_OUTPUTS_REDIS_TIMEOUT": 0.5,
-    "TRIGGER_OUTPUTS_REDIS_LOCK_TIMEOUT": 30.0,
-    "TRIGGER_OUTPUTS_REDIS_RETRY_AFTER": 30.0,
-}
+def create_output_cache(config: TriggerOutputsConfig) -> OutputCache:
+    """Create the cache of finished runs and their packets for one app.
 
-_REDIS_SCHEMES = ("redis", "rediss", "unix")
+    With ``TRIGGER_OUTPUTS_REDIS_URL`` set, the cache has a shared tier on
+    Redis, which needs the ``redis`` extra. Otherwise it lives in this
+    process. With ``TRIGGER_OUTPUTS_CACHE_MAX_BYTES`` at 0 the process
+    stores nothing, not even polls for ``TRIGGER_OUTPUTS_POLL_COALESCE``,
+    but concurrent loads and polls of one run still share one call, and the
+    counters are kept.
 
-
-@dataclass(frozen=True)
-class RedisConfig:
-    """Validated configuration of the shared tier. Durations are in seconds."""
-
-    #: ``TRIGGER_OUTPUTS_REDIS_URL``. Left out of ``repr`` because it may
-    #: contain a password.
-    url: str = field(repr=False)
-    #: ``TRIGGER_OUTPUTS_REDIS_PREFIX``
-    prefix: str = DEFAULT_PREFIX
-    #: ``TRIGGER_OUTPUTS_REDIS_TIMEOUT``: to connect and for each reply.
-    timeout: float = 0.5
-    #: ``TRIGGER_OUTPUTS_REDIS_LOCK_TIMEOUT``
-    lock_timeout: float = 30.0
-    #: ``TRIGGER_OUTPUTS_REDIS_RETRY_AFTER``
-    retry_after: float = 30.0
-
-
-def redact_redis_url(url: str) -> str:
-    """Return ``url`` with any user name and password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return parts._replace(netloc=f"***@{host}").geturl()
-
-
-def load_redis_config(app_config: MutableMapping[str, Any]) -> RedisConfig | None:
-    """Fill in the defaults of the shared tier's keys in ``app.config``,
-    validate them and return them, or ``None`` when no URL is set.
-
-    Numbers may be given as strings, as they are when read from the
-    environment.
-
-    :param app_config: the app's ``config``.
-    :raises ConfigurationError: a key has an invalid value. The message
-        never contains the URL's password.
-    """
-    for key, default in REDIS_DEFAULTS.items():
-        app_config.setdefault(key, default)
-
-    url = app_config["TRIGGER_OUTPUTS_REDIS_URL"]
-    if url is None or url == "":
-        return None
-
-    key = "TRIGGER_OUTPUTS_REDIS_URL"
-    if not isinstance(url, str) or urlsplit(url).scheme not in _REDIS_SCHEMES:
-        shown = repr(redact_redis_url(url)) if isinstance(url, str) else repr(url)
-        raise ConfigurationError(
-            key,
-            f"{key} must be a redis://, rediss:// or unix:// URL such as"
-            f" 'redis://localhost:6379/0', or None to turn the shared cache off,"
-            f" got {shown}.",
-        )
-
-    prefix = app_config["TRIGGER_OUTPUTS_REDIS_PREFIX"]
-    if not isinstance(prefix, str):
-        raise ConfigurationError(
-            "TRIGGER_OUTPUTS_REDIS_PREFIX",
-            f"TRIGGER_OUTPUTS_REDIS_PREFIX must be a string such as 'myapp:', got {prefix!r}.",
-        )
-
-    return RedisConfig(
-        url=url,
-        prefix=prefix,
-        timeout=_read_seconds(app_config, "TRIGGER_OUTPUTS_REDIS_TIMEOUT"),
-        lock_timeout=_read_seconds(app_config, "TRIGGER_OUTPUTS_REDIS_LOCK_TIMEOUT"),
-        retry_after=_read_seconds(app_config, "TRIGGER_OUTPUTS_REDIS_RETRY_AFTER"),
-    )
-
-
-def _read_seconds(app_config: Mapping[str, Any], key: str) -> float:
-    value = app_config[key]
-    number: float | None = None
-    if isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            number = None
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
-
-    if number is None or not math.isfinite(number) or number <= 0:
-        raise ConfigurationError(key, f"{key} must be a number of seconds above 0, got {value!r}.")
-    return number
-
-
-def create_output_cache(
-    config: TriggerOutputsConfig, redis_config: RedisConfig | None
-) -> OutputCache | None:
-    """Create the cache of finished runs' packets for one app.
-
-    :returns: a :class:`TieredOutputCache` when the shared tier is
-        configured, an :class:`~flask_trigger_outputs.cache.OutputCache` when
-        only the in-process cache is on, or ``None`` when both are off. With
-        the shared tier on and ``TRIGGER_OUTPUTS_CACHE_MAX_BYTES`` at 0, the
-        process keeps nothing but still merges concurrent loads.
+    :returns: a :class:`TieredOutputCache` when the shared tier is on, an
+        :class:`~flask_trigger_outputs.cache.OutputCache` otherwise.
     """
     options: dict[str, Any] = {
         "max_bytes": config.cache_max_bytes,
@@ -308,8 +208,9 @@ def create_output_cache(
         "api_url": config.api_url,
         "environment": environment_id(config.secret_key, config.preview_branch),
     }
-    if redis_config is None:
-        return OutputCache(**options) if config.cache_max_bytes > 0 else None
+    redis_config = config.redis
+    if redis_config.url is None:
+        return OutputCache(**options)
 
     shared = SharedCache.from_url(
         redis_config.url,

@@ -122,7 +122,7 @@ def test_config_redacts_secret_key(runner: FlaskCliRunner, server: EmulatorServe
     assert "TRIGGER_OUTPUTS_TASK_CRAWL = 'site-crawl'" in lines
     assert "TRIGGER_OUTPUTS_MAX_PAYLOAD_SIZE = 3145728" in lines
     assert "TRIGGER_OUTPUTS_ALLOW_REDIRECT = False" in lines
-    assert len(lines) == 22
+    assert len(lines) == 27
 
 
 def test_commands_listed(runner: FlaskCliRunner) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -12,7 +14,11 @@ from flask_trigger_outputs.config import (
     DEFAULT_API_URL,
     DEFAULTS,
     ConfigurationError,
+    RedisConfig,
+    describe_config,
     load_config,
+    load_redis_config,
+    redact_redis_url,
     redact_secret_key,
 )
 
@@ -277,3 +283,209 @@ def test_config_is_frozen() -> None:
 )
 def test_redact_secret_key(value: str, expected: str) -> None:
     assert redact_secret_key(value) == expected
+
+
+def test_load_config_redis_defaults_visible() -> None:
+    app = make_app(TRIGGER_SECRET_KEY=SECRET_KEY)
+
+    config = load_config(app)
+
+    assert app.config["TRIGGER_OUTPUTS_REDIS_URL"] is None
+    assert app.config["TRIGGER_OUTPUTS_REDIS_PREFIX"] == "trigger-outputs:"
+    assert app.config["TRIGGER_OUTPUTS_REDIS_TIMEOUT"] == 0.5
+    assert app.config["TRIGGER_OUTPUTS_REDIS_LOCK_TIMEOUT"] == 95.0
+    assert app.config["TRIGGER_OUTPUTS_REDIS_RETRY_AFTER"] == 30.0
+    assert config.redis == RedisConfig()
+    assert not config.redis.enabled
+
+
+def test_load_config_redis_keys_validated_without_url() -> None:
+    error = load_error(TRIGGER_SECRET_KEY=SECRET_KEY, TRIGGER_OUTPUTS_REDIS_TIMEOUT="fast")
+
+    assert error.key == "TRIGGER_OUTPUTS_REDIS_TIMEOUT"
+
+
+def test_load_config_lock_timeout_follows_download_time() -> None:
+    app = make_app(
+        TRIGGER_SECRET_KEY=SECRET_KEY,
+        TRIGGER_OUTPUTS_MAX_RETRY_TIME=120,
+        TRIGGER_OUTPUTS_CONNECT_TIMEOUT=2,
+        TRIGGER_OUTPUTS_READ_TIMEOUT=10,
+    )
+
+    config = load_config(app)
+
+    assert config.download_time == 132.0
+    assert config.redis.lock_timeout == 132.0
+    assert app.config["TRIGGER_OUTPUTS_REDIS_LOCK_TIMEOUT"] == 132.0
+
+
+def test_load_config_short_lock_timeout_warns(caplog: pytest.LogCaptureFixture) -> None:
+    app = make_app(
+        TRIGGER_SECRET_KEY=SECRET_KEY,
+        TRIGGER_OUTPUTS_REDIS_URL="redis://127.0.0.1:6379/0",
+        TRIGGER_OUTPUTS_REDIS_LOCK_TIMEOUT=30,
+    )
+
+    with caplog.at_level(logging.WARNING, logger="flask_trigger_outputs.config"):
+        config = load_config(app)
+
+    assert config.redis.lock_timeout == 30.0
+    assert len(caplog.records) == 1
+    message = caplog.records[0].getMessage()
+    assert "TRIGGER_OUTPUTS_REDIS_LOCK_TIMEOUT is 30 s" in message
+    assert "the 95 s one download may take" in message
+
+
+def test_load_config_short_lock_timeout_quiet_without_url(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = make_app(TRIGGER_SECRET_KEY=SECRET_KEY, TRIGGER_OUTPUTS_REDIS_LOCK_TIMEOUT=30)
+
+    with caplog.at_level(logging.WARNING, logger="flask_trigger_outputs.config"):
+        load_config(app)
+
+    assert caplog.records == []
+
+
+def test_load_redis_config_reads_strings() -> None:
+    app_config: dict[str, object] = {
+        "TRIGGER_OUTPUTS_REDIS_URL": "redis://:pw@cache.internal:6380/2",
+        "TRIGGER_OUTPUTS_REDIS_PREFIX": "myapp:",
+        "TRIGGER_OUTPUTS_REDIS_TIMEOUT": " 0.25 ",
+        "TRIGGER_OUTPUTS_REDIS_LOCK_TIMEOUT": "45",
+    }
+
+    config = load_redis_config(app_config, download_time=40.0)
+
+    assert config == RedisConfig(
+        url="redis://:pw@cache.internal:6380/2",
+        prefix="myapp:",
+        timeout=0.25,
+        lock_timeout=45.0,
+        retry_after=30.0,
+    )
+    assert config.enabled
+    assert "pw" not in repr(config)
+
+
+def test_load_redis_config_empty_url_off() -> None:
+    app_config: dict[str, object] = {"TRIGGER_OUTPUTS_REDIS_URL": ""}
+
+    config = load_redis_config(app_config, download_time=40.0)
+
+    assert config.url is None
+    assert config.lock_timeout == 40.0
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        (
+            "TRIGGER_OUTPUTS_REDIS_URL",
+            "http://user:secret@cache.internal:6379",
+            "TRIGGER_OUTPUTS_REDIS_URL must be a redis://, rediss:// or unix:// URL such as"
+            " 'redis://localhost:6379/0', or None to turn the shared cache off,"
+            " got 'http://***@cache.internal:6379'.",
+        ),
+        (
+            "TRIGGER_OUTPUTS_REDIS_URL",
+            6379,
+            "TRIGGER_OUTPUTS_REDIS_URL must be a redis://, rediss:// or unix:// URL such as"
+            " 'redis://localhost:6379/0', or None to turn the shared cache off, got 6379.",
+        ),
+        (
+            "TRIGGER_OUTPUTS_REDIS_PREFIX",
+            None,
+            "TRIGGER_OUTPUTS_REDIS_PREFIX must be a string such as 'myapp:', got None.",
+        ),
+        (
+            "TRIGGER_OUTPUTS_REDIS_TIMEOUT",
+            0,
+            "TRIGGER_OUTPUTS_REDIS_TIMEOUT must be a number of seconds above 0, got 0.",
+        ),
+        (
+            "TRIGGER_OUTPUTS_REDIS_LOCK_TIMEOUT",
+            "soon",
+            "TRIGGER_OUTPUTS_REDIS_LOCK_TIMEOUT must be a number of seconds above 0, got 'soon'.",
+        ),
+        (
+            "TRIGGER_OUTPUTS_REDIS_RETRY_AFTER",
+            float("inf"),
+            "TRIGGER_OUTPUTS_REDIS_RETRY_AFTER must be a number of seconds above 0, got inf.",
+        ),
+        (
+            "TRIGGER_OUTPUTS_REDIS_RETRY_AFTER",
+            True,
+            "TRIGGER_OUTPUTS_REDIS_RETRY_AFTER must be a number of seconds above 0, got True.",
+        ),
+    ],
+)
+def test_load_redis_config_rejects_invalid(key: str, value: object, message: str) -> None:
+    app_config: dict[str, object] = {"TRIGGER_OUTPUTS_REDIS_URL": "redis://localhost:6379/0"}
+    app_config[key] = value
+
+    with pytest.raises(ConfigurationError) as info:
+        load_redis_config(app_config, download_time=95.0)
+
+    assert str(info.value) == message
+    assert info.value.key == key
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://user:pw@host:6379/0", "redis://***@host:6379/0"),
+        ("rediss://:pw@host/1", "rediss://***@host/1"),
+        ("redis://host:6379/0", "redis://host:6379/0"),
+        (
+            "redis://host:6379/0?username=app&password=pw&ssl_cert_reqs=none",
+            "redis://host:6379/0?username=***&password=***&ssl_cert_reqs=none",
+        ),
+        ("unix:///run/redis.sock?db=2&password=pw", "unix:///run/redis.sock?db=2&password=***"),
+    ],
+)
+def test_redact_redis_url(url: str, expected: str) -> None:
+    assert redact_redis_url(url) == expected
+
+
+def test_describe_config_lists_redis_keys() -> None:
+    config = load_config(
+        make_app(
+            TRIGGER_SECRET_KEY=SECRET_KEY,
+            TRIGGER_OUTPUTS_REDIS_URL="redis://app:hunter2@cache.internal:6379/0",
+        )
+    )
+
+    rows = dict(describe_config(config))
+
+    assert rows["TRIGGER_OUTPUTS_REDIS_URL"] == "redis://***@cache.internal:6379/0"
+    assert rows["TRIGGER_OUTPUTS_REDIS_PREFIX"] == "trigger-outputs:"
+    assert rows["TRIGGER_OUTPUTS_REDIS_TIMEOUT"] == 0.5
+    assert rows["TRIGGER_OUTPUTS_REDIS_LOCK_TIMEOUT"] == 95.0
+    assert rows["TRIGGER_OUTPUTS_REDIS_RETRY_AFTER"] == 30.0
+    assert "hunter2" not in repr(rows)
+
+
+def test_load_config_without_redis_installed() -> None:
+    # None in sys.modules makes "import redis" raise ImportError, as it does
+    # without the redis extra.
+    script = """
+import sys
+sys.modules["redis"] = None
+from flask import Flask
+from flask_trigger_outputs import TriggerOutputs
+from flask_trigger_outputs.config import describe_config
+app = Flask("no_redis")
+app.config["TRIGGER_SECRET_KEY"] = "tr_dev_no_redis_installed"
+TriggerOutputs(app)
+print(app.config["TRIGGER_OUTPUTS_REDIS_LOCK_TIMEOUT"])
+print(len(describe_config(app.extensions["trigger_outputs"].config)))
+"""
+
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["95.0", str(len(DEFAULTS) + 8)]

@@ -11,17 +11,14 @@ from flask import Flask
 from redis_server import RedisServer, find_free_port
 
 from flask_trigger_outputs.cache import CachedPacket, CacheKey, OutputCache, environment_id
-from flask_trigger_outputs.config import ConfigurationError, TriggerOutputsConfig, load_config
+from flask_trigger_outputs.config import TriggerOutputsConfig, load_config
 from flask_trigger_outputs.emulator import Emulator, EmulatorServer
 from flask_trigger_outputs.extension import TriggerOutputs, get_state
 from flask_trigger_outputs.shared_cache import SharedCache
 from flask_trigger_outputs.shared_tier import (
-    RedisConfig,
     TieredOutputCache,
     create_output_cache,
-    load_redis_config,
     pack_packet,
-    redact_redis_url,
     shared_key,
     unpack_packet,
 )
@@ -215,100 +212,7 @@ def test_tiered_one_download_for_all_workers(
     assert sum(w.shared.stats.lock_waits for w in workers) > 0
 
 
-# -- configuration -----------------------------------------------------------------
-
-
-def test_load_redis_config_off_by_default() -> None:
-    app_config: dict[str, object] = {}
-
-    assert load_redis_config(app_config) is None
-    assert app_config == {
-        "TRIGGER_OUTPUTS_REDIS_URL": None,
-        "TRIGGER_OUTPUTS_REDIS_PREFIX": "trigger-outputs:",
-        "TRIGGER_OUTPUTS_REDIS_TIMEOUT": 0.5,
-        "TRIGGER_OUTPUTS_REDIS_LOCK_TIMEOUT": 30.0,
-        "TRIGGER_OUTPUTS_REDIS_RETRY_AFTER": 30.0,
-    }
-
-
-def test_load_redis_config_reads_strings() -> None:
-    app_config: dict[str, object] = {
-        "TRIGGER_OUTPUTS_REDIS_URL": "redis://:pw@cache.internal:6380/2",
-        "TRIGGER_OUTPUTS_REDIS_PREFIX": "myapp:",
-        "TRIGGER_OUTPUTS_REDIS_TIMEOUT": " 0.25 ",
-        "TRIGGER_OUTPUTS_REDIS_LOCK_TIMEOUT": "45",
-    }
-
-    config = load_redis_config(app_config)
-
-    assert config == RedisConfig(
-        url="redis://:pw@cache.internal:6380/2",
-        prefix="myapp:",
-        timeout=0.25,
-        lock_timeout=45.0,
-        retry_after=30.0,
-    )
-    assert "pw" not in repr(config)
-
-
-@pytest.mark.parametrize(
-    ("key", "value", "message"),
-    [
-        (
-            "TRIGGER_OUTPUTS_REDIS_URL",
-            "http://user:secret@cache.internal:6379",
-            "TRIGGER_OUTPUTS_REDIS_URL must be a redis://, rediss:// or unix:// URL such as"
-            " 'redis://localhost:6379/0', or None to turn the shared cache off,"
-            " got 'http://***@cache.internal:6379'.",
-        ),
-        (
-            "TRIGGER_OUTPUTS_REDIS_URL",
-            6379,
-            "TRIGGER_OUTPUTS_REDIS_URL must be a redis://, rediss:// or unix:// URL such as"
-            " 'redis://localhost:6379/0', or None to turn the shared cache off, got 6379.",
-        ),
-        (
-            "TRIGGER_OUTPUTS_REDIS_PREFIX",
-            None,
-            "TRIGGER_OUTPUTS_REDIS_PREFIX must be a string such as 'myapp:', got None.",
-        ),
-        (
-            "TRIGGER_OUTPUTS_REDIS_TIMEOUT",
-            0,
-            "TRIGGER_OUTPUTS_REDIS_TIMEOUT must be a number of seconds above 0, got 0.",
-        ),
-        (
-            "TRIGGER_OUTPUTS_REDIS_LOCK_TIMEOUT",
-            "soon",
-            "TRIGGER_OUTPUTS_REDIS_LOCK_TIMEOUT must be a number of seconds above 0, got 'soon'.",
-        ),
-        (
-            "TRIGGER_OUTPUTS_REDIS_RETRY_AFTER",
-            float("inf"),
-            "TRIGGER_OUTPUTS_REDIS_RETRY_AFTER must be a number of seconds above 0, got inf.",
-        ),
-        (
-            "TRIGGER_OUTPUTS_REDIS_RETRY_AFTER",
-            True,
-            "TRIGGER_OUTPUTS_REDIS_RETRY_AFTER must be a number of seconds above 0, got True.",
-        ),
-    ],
-)
-def test_load_redis_config_rejects_invalid(key: str, value: object, message: str) -> None:
-    app_config: dict[str, object] = {"TRIGGER_OUTPUTS_REDIS_URL": "redis://localhost:6379/0"}
-    app_config[key] = value
-
-    with pytest.raises(ConfigurationError) as info:
-        load_redis_config(app_config)
-
-    assert str(info.value) == message
-    assert info.value.key == key
-
-
-def test_redact_redis_url_hides_credentials() -> None:
-    assert redact_redis_url("redis://user:pw@host:6379/0") == "redis://***@host:6379/0"
-    assert redact_redis_url("rediss://:pw@host/1") == "rediss://***@host/1"
-    assert redact_redis_url("redis://host:6379/0") == "redis://host:6379/0"
+# -- factory ---------------------------------------------------------------------
 
 
 def _trigger_config(**overrides: object) -> TriggerOutputsConfig:
@@ -322,24 +226,30 @@ def _trigger_config(**overrides: object) -> TriggerOutputsConfig:
 
 
 def test_create_output_cache_per_setting(redis_server: RedisServer) -> None:
-    redis_config = RedisConfig(url=redis_server.url, prefix="app:", lock_timeout=12.0)
+    redis_keys = {
+        "TRIGGER_OUTPUTS_REDIS_URL": redis_server.url,
+        "TRIGGER_OUTPUTS_REDIS_PREFIX": "app:",
+        "TRIGGER_OUTPUTS_REDIS_LOCK_TIMEOUT": 120.0,
+    }
 
-    tiered = create_output_cache(_trigger_config(), redis_config)
-    local = create_output_cache(_trigger_config(), None)
-    memoryless = create_output_cache(_trigger_config(TRIGGER_OUTPUTS_CACHE_MAX_BYTES=0), None)
+    tiered = create_output_cache(_trigger_config(**redis_keys))
+    local = create_output_cache(_trigger_config())
+    memoryless = create_output_cache(_trigger_config(TRIGGER_OUTPUTS_CACHE_MAX_BYTES=0))
     shared_only = create_output_cache(
-        _trigger_config(TRIGGER_OUTPUTS_CACHE_MAX_BYTES=0), redis_config
+        _trigger_config(TRIGGER_OUTPUTS_CACHE_MAX_BYTES=0, **redis_keys)
     )
 
     assert isinstance(tiered, TieredOutputCache)
     assert tiered.shared.prefix == "app:"
-    assert tiered.shared.lock_timeout == 12.0
+    assert tiered.shared.lock_timeout == 120.0
     assert tiered.ttl == 600.0
     assert tiered.key("run_abc", "output") == CacheKey(
         "http://127.0.0.1:1234", environment_id("tr_dev_shared_tier_test"), "run_abc", "output"
     )
     assert type(local) is OutputCache
-    assert memoryless is None
+    assert local.enabled
+    assert type(memoryless) is OutputCache
+    assert not memoryless.enabled
     assert isinstance(shared_only, TieredOutputCache)
     assert not shared_only.enabled
 
