@@ -149,6 +149,7 @@ class PacketDownloader:
 
         def attempt() -> Packet:
             response = self._open(url, run_id)
+            self._check_announced_size(response, run_id)
             try:
                 chunks = self._read_body(
                     response, url, run_id, retry_truncated=True, deadline=deadline
@@ -186,12 +187,7 @@ class PacketDownloader:
         self._check_url(url, run_id)
         deadline = self.retry_policy.clock() + self.retry_policy.max_time
         response = self._with_retry(lambda: self._open(url, run_id), url, run_id)
-
-        try:
-            self._check_announced_size(response, run_id)
-        except OutputTooLargeError:
-            response.close()
-            raise
+        self._check_announced_size(response, run_id)
 
         def chunks() -> Iterator[bytes]:
             try:
@@ -225,6 +221,7 @@ class PacketDownloader:
                 verb="download",
                 subject=_subject(run_id),
                 host=host,
+                connect_timeout=self.connect_timeout,
                 read_timeout=self.read_timeout,
                 run_id=run_id,
             )
@@ -312,6 +309,8 @@ class PacketDownloader:
         )
 
     def _check_announced_size(self, response: requests.Response, run_id: str | None) -> None:
+        """Close ``response`` and raise :class:`OutputTooLargeError` if its
+        ``Content-Length`` is larger than ``max_size``."""
         length = _content_length(response)
         if length is not None and length > self.max_size:
             response.close()
@@ -356,7 +355,6 @@ class PacketDownloader:
             chunks moves it later, so only waiting for the storage host
             counts.
         """
-        self._check_announced_size(response, run_id)
         # urllib3 checks the encoded length itself when there is a coding.
         expected = _decoded_length(response)
         received = 0

@@ -187,6 +187,7 @@ def _give_up_error(
     verb: str,
     subject: str,
     host: str,
+    connect_timeout: float,
     read_timeout: float,
     run_id: str | None = None,
     task_id: str | None = None,
@@ -197,10 +198,18 @@ def _give_up_error(
     :param verb: ``"download"`` or ``"upload"``.
     """
     tries = f"{failure.attempts} attempt{'s' if failure.attempts != 1 else ''}"
+    if isinstance(failure.cause, requests.ConnectTimeout):
+        return UpstreamTimeoutError(
+            f"The storage host {host} did not accept a connection within the connect"
+            f" timeout of {connect_timeout:g} s while {verb}ing {subject} ({tries})."
+            " Try again later.",
+            run_id=run_id,
+            task_id=task_id,
+        )
     if failure.cause is not None and _is_timeout(failure.cause):
         return UpstreamTimeoutError(
-            f"The storage host {host} did not respond within {read_timeout:g} s"
-            f" while {verb}ing {subject} ({tries}). Try again later.",
+            f"The storage host {host} did not respond within the read timeout of"
+            f" {read_timeout:g} s while {verb}ing {subject} ({tries}). Try again later.",
             run_id=run_id,
             task_id=task_id,
         )

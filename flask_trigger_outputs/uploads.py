@@ -115,6 +115,7 @@ class PacketUploader:
                 verb="upload",
                 subject=subject,
                 host=host,
+                connect_timeout=self.connect_timeout,
                 read_timeout=self.read_timeout,
                 task_id=task_id,
             )

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 
 import pytest
+import requests
 from clocks import FakeTime
 
-from flask_trigger_outputs._retry import RetryPolicy
+from flask_trigger_outputs._retry import RetryPolicy, TransientError
 from flask_trigger_outputs.emulator import EmulatorServer
 from flask_trigger_outputs.errors import (
     OutputTooLargeError,
@@ -20,6 +21,7 @@ from flask_trigger_outputs.packets import (
     PacketUploader,
     redact_url,
 )
+from flask_trigger_outputs.storage import _give_up_error
 
 RUN_ID = "run_packettest1"
 BODY = b'{"json":{"pages":[' + b",".join(b'"page-%d"' % i for i in range(400)) + b"]}}"
@@ -259,10 +261,33 @@ def test_download_read_timeout(trigger_emulator: EmulatorServer, fake_time: Fake
         downloader.download(url, run_id=RUN_ID)
 
     assert info.value.message == (
-        f"The storage host {trigger_emulator.url[7:]} did not respond within 0.1 s while"
-        f" downloading the packet of run {RUN_ID!r} (2 attempts). Try again later."
+        f"The storage host {trigger_emulator.url[7:]} did not respond within the read"
+        f" timeout of 0.1 s while downloading the packet of run {RUN_ID!r} (2 attempts)."
+        " Try again later."
     )
     assert trigger_emulator.emulator.stats.downloads[key] == 2
+
+
+def test_give_up_error_names_connect_timeout() -> None:
+    failure = TransientError("ConnectTimeout", cause=requests.ConnectTimeout())
+    failure.attempts = 3
+
+    error = _give_up_error(
+        failure,
+        verb="download",
+        subject="the packet of run 'run_abc'",
+        host="storage.example",
+        connect_timeout=2.0,
+        read_timeout=30.0,
+        run_id="run_abc",
+    )
+
+    assert isinstance(error, UpstreamTimeoutError)
+    assert error.message == (
+        "The storage host storage.example did not accept a connection within the connect"
+        " timeout of 2 s while downloading the packet of run 'run_abc' (3 attempts)."
+        " Try again later."
+    )
 
 
 def test_download_slow_body_exceeds_max_time(trigger_emulator: EmulatorServer) -> None:
