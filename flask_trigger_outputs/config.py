@@ -22,13 +22,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from flask import Flask
 
+# The client checks the same task identifiers and owns the default URL, so
+# both are defined there once. DEFAULT_API_URL stays importable from here.
+from .client import _TASK_ID_PATTERN
+from .client import DEFAULT_API_URL as DEFAULT_API_URL
 from .shared_cache import DEFAULT_PREFIX
 
 logger = logging.getLogger(__name__)
-
-#: Base URL of Trigger.dev cloud, used when neither the app config nor the
-#: environment sets ``TRIGGER_API_URL``.
-DEFAULT_API_URL = "https://api.trigger.dev"
 
 #: Environment prefixes of Trigger.dev secret keys: development, production,
 #: staging and preview branches.
@@ -36,8 +36,6 @@ KNOWN_KEY_ENVIRONMENTS = ("dev", "prod", "stg", "pr")
 
 # "tr_" + environment + "_" + key material, with no whitespace anywhere.
 _SECRET_KEY_PATTERN = re.compile(r"tr_([a-z]+)_[^\s]+")
-# Printable ASCII without spaces, as TriggerClient.trigger accepts.
-_TASK_ID_PATTERN = re.compile(r"[\x21-\x7e]{1,128}")
 
 #: Keys read from the environment when the app config does not set them.
 #: The names match the ones the official TypeScript SDK reads.
