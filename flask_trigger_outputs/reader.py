@@ -26,8 +26,9 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from . import decoding
 from .cached_packet import CachedPacket, dump_json
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PacketKind = Literal["output", "payload"]
+
+T = TypeVar("T")
 
 # Longest part of a run's error message quoted in a RunFailedError.
 _ERROR_MESSAGE_LENGTH = 500
@@ -165,11 +168,24 @@ class RunReader:
 
         # A finished run never changes, so it is kept and later reads send
         # no request. The presigned URLs it holds may expire meanwhile:
-        # _download then asks for fresh ones.
+        # open_packet then asks for fresh ones.
         stored = cache.get_or_load(
             key, retrieve, size=lambda stored: stored.nbytes, store=lambda stored: stored.keep
         )
         return stored.to_run()
+
+    def refresh_run(self, run_id: str) -> Run:
+        """Retrieve a run from the API even when it is cached, for presigned
+        URLs signed just now, and replace the cached run with it.
+
+        :raises InvalidRunIdError: ``run_id`` is not a run id; nothing was sent.
+        :raises TriggerOutputsError: the API call failed.
+        """
+        stored = _StoredRun.from_api(self.client.retrieve_run(run_id))
+        run = stored.to_run()
+        if self.cache is not None and stored.keep:
+            self.cache.put(self.cache.key(run.id, "run"), stored, stored.nbytes)
+        return run
 
     def get_output(self, run_id: str, *, as_json: bool = False) -> Any:
         """Return the output of a run that completed successfully.
@@ -197,7 +213,7 @@ class RunReader:
         :raises TriggerOutputsError: the API call failed.
         """
         run = self.get_run(run_id)
-        self._require_success(run)
+        self.require_success(run)
         return self.load_packet(run, "output", as_json=as_json).value
 
     def get_payload(self, run_id: str, *, as_json: bool = False) -> Any:
@@ -270,10 +286,7 @@ class RunReader:
         if source.inline:
             size = len(dump_json(source.value, run_id=run.id))
             return LoadedPacket(value=source.value, size=size, offloaded=False)
-        if source.presigned_url is None:
-            raise self._unavailable_error(run, kind)
-
-        packet = self._download_logged(run, kind, source.presigned_url)
+        packet = self._download_logged(run, kind)
         value = decoding.decode_packet(
             packet.data, packet.content_type, as_json=as_json, run_id=run.id
         )
@@ -302,21 +315,20 @@ class RunReader:
         source = find_packet(run.raw, kind)
         if source.inline:
             return CachedPacket.from_json_value(source.value, run_id=run.id)
-        if source.presigned_url is None:
-            raise self._unavailable_error(run, kind)
-
-        packet = self._download_logged(run, kind, source.presigned_url)
+        packet = self._download_logged(run, kind)
         if self.cache is not None:
             self.cache.stats.record_download(packet.size)
         return CachedPacket.from_data(
             packet.data, packet.content_type, offloaded=True, run_id=run.id
         )
 
-    def _download_logged(self, run: Run, kind: PacketKind, url: str) -> Packet:
-        """Download a packet as :meth:`_download` does and log its size and
+    def _download_logged(self, run: Run, kind: PacketKind) -> Packet:
+        """Download a packet through :meth:`open_packet` and log its size and
         the time the download took."""
         started = time.perf_counter()
-        packet, refreshed = self._download(run, kind, url)
+        packet, refreshed = self.open_packet(
+            run, kind, lambda url: self.downloader.download(url, run_id=run.id)
+        )
         logger.info(
             "Downloaded the %s of run %r: %d bytes in %.3f s%s.",
             kind,
@@ -327,12 +339,29 @@ class RunReader:
         )
         return packet
 
-    def _download(self, run: Run, kind: PacketKind, url: str) -> tuple[Packet, bool]:
-        """Download a packet, retrieving the run again once for a fresh URL
-        when the storage host rejects the first one with 403. Returns the
-        packet and whether the URL was refreshed."""
+    def open_packet(
+        self, run: Run, kind: PacketKind, open_url: Callable[[str], T]
+    ) -> tuple[T, bool]:
+        """Open the presigned URL of a run's offloaded output or payload with
+        ``open_url``, such as :meth:`PacketDownloader.download` or
+        :meth:`PacketDownloader.stream`.
+
+        When the storage host rejects the URL with 403 (it expired), the run
+        is retrieved once more through :meth:`refresh_run`, which also puts
+        the fresh URLs in the cache for later reads, and the fresh URL is
+        opened.
+
+        :return: what ``open_url`` returned, and whether the URL was refreshed.
+        :raises OutputUnavailableError: the run carries no URL for ``kind``.
+        :raises StorageError: the storage host rejected the fresh URL too, or
+            ``open_url`` failed otherwise.
+        """
+        url = find_packet(run.raw, kind).presigned_url
+        if url is None:
+            raise self._unavailable_error(run, kind)
+
         try:
-            return self.downloader.download(url, run_id=run.id), False
+            return open_url(url), False
         except ExpiredUrlError:
             logger.info(
                 "The presigned URL for the %s of run %r was rejected; retrieving the run"
@@ -341,12 +370,12 @@ class RunReader:
                 run.id,
             )
 
-        fresh = find_packet(self.client.retrieve_run(run.id), kind)
+        fresh = find_packet(self.refresh_run(run.id).raw, kind)
         if fresh.presigned_url is None:
             raise self._unavailable_error(run, kind)
 
         try:
-            return self.downloader.download(fresh.presigned_url, run_id=run.id), True
+            return open_url(fresh.presigned_url), True
         except ExpiredUrlError as exc:
             raise StorageError(
                 f"The storage host rejected the presigned URL for the {kind} of run"
@@ -358,7 +387,12 @@ class RunReader:
             ) from exc
 
     @staticmethod
-    def _require_success(run: Run) -> None:
+    def require_success(run: Run) -> None:
+        """Raise unless ``run`` completed successfully and so has an output.
+
+        :raises RunNotFinishedError: the run has not finished yet.
+        :raises RunFailedError: the run ended without success.
+        """
         if run.is_success:
             return
 

@@ -203,6 +203,7 @@ def load_checked_run(
     task_id: str,
     *,
     required_tags: tuple[str, ...] = (),
+    fresh: bool = False,
 ) -> Run:
     """Retrieve a run's status and check that the request may read it.
 
@@ -210,9 +211,12 @@ def load_checked_run(
     ``required_tags``, and pass ``authorize``. Otherwise, and for an unknown
     run, :class:`RunNotFoundError` is raised with the same message, so the
     response does not reveal which check failed.
+
+    :param fresh: retrieve the run from the API even when it is cached, so
+        its presigned URLs were signed just now.
     """
     try:
-        run = state.reader.get_run(run_id)
+        run = state.reader.refresh_run(run_id) if fresh else state.reader.get_run(run_id)
     except RunNotFoundError:
         raise run_not_found(run_id) from None
 
@@ -268,16 +272,21 @@ def read_task_run(
         output_format = read_output_format(allow_redirect=state.config.allow_redirect)
     else:
         output_format = "json"
-    run = load_checked_run(state, extension, route.name, run_id, task_id)
+    cached = None
+    if output_format != "json":
+        cached = state.cache.get(state.cache.key(run_id, "output"))
+    # A redirect hands the client a presigned URL, and the URL in a cached
+    # run may have expired, so it needs the run as retrieved just now. A
+    # cached packet is sent directly instead.
+    fresh = output_format == "redirect" and cached is None
+    run = load_checked_run(state, extension, route.name, run_id, task_id, fresh=fresh)
 
     if output_format != "json":
         return packet_response(
             run,
             "output",
-            client=state.client,
-            downloader=state.downloader,
-            cache=state.cache,
-            cached=state.cache.get(state.cache.key(run.id, "output")),
+            reader=state.reader,
+            cached=cached,
             redirect=output_format == "redirect",
         )
 

@@ -22,17 +22,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from flask import Response, current_app, jsonify, request
 
 from .cached_packet import dump_json
-from .errors import OutputUnavailableError, RunFailedError, RunNotFinishedError
-from .packets import ExpiredUrlError, redact_url
+from .packets import redact_url
 from .request_body import InvalidRequestError
 from .runs import Run, find_packet
 
 if TYPE_CHECKING:
-    from .cache import OutputCache
     from .cache_stats import CacheStats
     from .cached_packet import CachedPacket
-    from .client import TriggerClient
-    from .packets import PacketDownloader
+    from .reader import RunReader
 
 logger = logging.getLogger(__name__)
 
@@ -124,9 +121,7 @@ def packet_response(
     run: Run,
     kind: PacketKind,
     *,
-    client: TriggerClient,
-    downloader: PacketDownloader,
-    cache: OutputCache | None = None,
+    reader: RunReader,
     cached: CachedPacket | None = None,
     redirect: bool = False,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -141,20 +136,22 @@ def packet_response(
     An inline packet arrives from the API already decoded to its JSON form,
     so it is sent as ``application/json`` text of that form.
 
-    When the presigned URL in ``run`` has expired or is missing, the run is
-    retrieved once more for a fresh one.
+    When the storage host rejects the presigned URL in ``run`` (it expired),
+    :meth:`RunReader.open_packet` retrieves the run once more for a fresh
+    one.
 
     :param run: the run, as retrieved by the caller, which has already
         checked that the request may read it.
     :param kind: ``"output"`` or ``"payload"``.
-    :param client: retrieves the run again when a fresh URL is needed.
-    :param downloader: opens the presigned URL.
-    :param cache: where downloads and bytes are counted, if given.
+    :param reader: opens the presigned URL and counts the download in its
+        cache's counters.
     :param cached: the packet's cache entry, when the caller has one.
-    :param redirect: answer ``307 Temporary Redirect`` to a presigned URL
-        instead of relaying the bytes. Inline and cached packets are sent
-        directly, since there is no stored object to point to or no need
-        to.
+    :param redirect: answer ``307 Temporary Redirect`` to the presigned URL
+        in ``run`` instead of relaying the bytes. The caller must have
+        retrieved ``run`` just now (see :meth:`RunReader.refresh_run`), since
+        the URL of a cached run may have expired. Inline and cached packets
+        are sent directly, since there is no stored object to point to or
+        no need to.
     :param chunk_size: bytes per relayed piece.
     :raises RunNotFinishedError: if the output of an unfinished run is
         requested.
@@ -165,7 +162,7 @@ def packet_response(
     :raises StorageError: if the download cannot be opened.
     """
     if kind == "output":
-        _check_output_ready(run)
+        reader.require_success(run)
 
     if cached is not None:
         return _bytes_response(cached.data, cached.data_type)
@@ -175,23 +172,15 @@ def packet_response(
         return _bytes_response(dump_json(source.value, run_id=run.id), DEFAULT_DATA_TYPE)
 
     url = source.presigned_url
-    if url is None:
-        url = _fresh_url(client, run.id, kind)
-
-    if redirect:
+    if redirect and url is not None:
         logger.debug("Redirecting to the %s of run %r at %s.", kind, run.id, redact_url(url))
         return Response(status=307, headers={"Location": url, "Cache-Control": "no-store"})
 
-    try:
-        opened = downloader.stream(url, run_id=run.id, chunk_size=chunk_size)
-    except ExpiredUrlError:
-        logger.info(
-            "The presigned URL for the %s of run %r was rejected; retrieving a new one.",
-            kind,
-            run.id,
-        )
-        url = _fresh_url(client, run.id, kind)
-        opened = downloader.stream(url, run_id=run.id, chunk_size=chunk_size)
+    opened, _ = reader.open_packet(
+        run,
+        kind,
+        lambda url: reader.downloader.stream(url, run_id=run.id, chunk_size=chunk_size),
+    )
     chunks = opened.chunks
 
     # The first piece is read before the response starts, so a download
@@ -203,7 +192,7 @@ def packet_response(
         _close(chunks)
         raise
 
-    stats = cache.stats if cache is not None else None
+    stats = reader.cache.stats if reader.cache is not None else None
     body = _counted(_prepend(first, chunks), stats)
     response = Response(body, mimetype=None, direct_passthrough=True)
     response.headers["Content-Type"] = opened.content_type or DEFAULT_DATA_TYPE
@@ -213,37 +202,6 @@ def packet_response(
     if opened.content_length is not None:
         response.headers["Content-Length"] = str(opened.content_length)
     return response
-
-
-def _check_output_ready(run: Run) -> None:
-    if not run.is_finished:
-        raise RunNotFinishedError(
-            f"Run {run.id!r} has status {run.status!r} and has no output yet. Poll again later.",
-            status=run.status,
-            run_id=run.id,
-        )
-    if not run.is_success:
-        error_name = run.error.name if run.error is not None else None
-        error_message = run.error.message if run.error is not None else None
-        raise RunFailedError(
-            f"Run {run.id!r} finished with status {run.status!r} and has no output.",
-            status=run.status,
-            error_name=error_name,
-            error_message=error_message,
-            run_id=run.id,
-        )
-
-
-def _fresh_url(client: TriggerClient, run_id: str, kind: PacketKind) -> str:
-    raw = client.retrieve_run(run_id)
-    url = find_packet(raw, kind).presigned_url
-    if url is None:
-        raise OutputUnavailableError(
-            f"Run {run_id!r} has no presigned URL for its {kind}. Trigger.dev may have failed"
-            " to sign one. Retry the request.",
-            run_id=run_id,
-        )
-    return url
 
 
 def _bytes_response(data: bytes, data_type: str) -> Response:

@@ -27,7 +27,7 @@ from flask_trigger_outputs.cache import (
 )
 from flask_trigger_outputs.client import TriggerClient
 from flask_trigger_outputs.decoding import decode_packet
-from flask_trigger_outputs.emulator import EmulatorServer, StoredPacket
+from flask_trigger_outputs.emulator import Emulator, EmulatorServer, StoredPacket
 from flask_trigger_outputs.errors import PacketDecodeError, StorageError
 from flask_trigger_outputs.extension import get_state
 from flask_trigger_outputs.packets import PacketDownloader
@@ -806,6 +806,24 @@ def test_route_raw_format_refreshes_expired_url(trigger_emulator: EmulatorServer
     assert response.get_data() == SUPERJSON_PACKET
 
 
+def test_route_refreshed_url_kept_in_cache(trigger_emulator: EmulatorServer) -> None:
+    client = make_app(trigger_emulator).test_client()
+    run_id = create_crawl_run(trigger_emulator)
+    client.get(f"/api/crawl/status?runId={run_id}")  # caches the finished run
+    trigger_emulator.emulator.faults.expire_urls_now()
+
+    raw = client.get(f"/api/crawl?runId={run_id}&format=raw")
+    polled = client.get(f"/api/crawl?runId={run_id}")
+
+    assert raw.get_data() == SUPERJSON_PACKET
+    assert polled.get_json()["output"] == SUPERJSON_AS_JSON
+    # The fresh URL that the raw relay retrieved replaced the cached run's,
+    # so the poll downloads without another 403.
+    statuses = [r.status for r in trigger_emulator.emulator.stats.storage_requests()]
+    assert statuses == [403, 200, 200]
+    assert retrievals(trigger_emulator) == 2
+
+
 def test_route_raw_format_inline_output(trigger_emulator: EmulatorServer) -> None:
     client = make_app(trigger_emulator).test_client()
     run_id = trigger_emulator.emulator.create_run(
@@ -888,6 +906,25 @@ def test_route_redirect_format(trigger_emulator: EmulatorServer) -> None:
     assert downloads(trigger_emulator) == 0
     stored = requests.get(location, timeout=10)
     assert stored.content == SUPERJSON_PACKET
+
+
+def test_route_redirect_after_url_expiry() -> None:
+    now = [1_700_000_000.0]
+    emulator = Emulator(url_expiry=300.0, clock=lambda: now[0])
+
+    with EmulatorServer(emulator) as server:
+        client = make_app(server, TRIGGER_OUTPUTS_ALLOW_REDIRECT=True).test_client()
+        run_id = create_crawl_run(server)
+        client.get(f"/api/crawl/status?runId={run_id}")  # caches the finished run
+        now[0] += 301.0
+
+        response = client.get(f"/api/crawl?runId={run_id}&format=redirect")
+
+        assert response.status_code == 307
+        stored = requests.get(response.headers["Location"], timeout=10)
+        assert stored.status_code == 200
+        assert stored.content == SUPERJSON_PACKET
+        assert retrievals(server) == 2
 
 
 def test_route_invalid_format(trigger_emulator: EmulatorServer) -> None:
