@@ -115,7 +115,9 @@ def _entry_size(entry: _Entry) -> int:
 class _CountingTTLCache(TTLCache[Hashable, _Entry]):
     """A TTLCache that reports evictions and expirations to :class:`CacheStats`.
 
-    Callers hold the owning :class:`OutputCache` lock around every use.
+    Callers hold the owning :class:`OutputCache` lock around every use, so
+    evictions are only recorded here, and logged by the caller after it
+    releases the lock (see :meth:`take_evicted`).
     """
 
     def __init__(
@@ -123,12 +125,19 @@ class _CountingTTLCache(TTLCache[Hashable, _Entry]):
     ) -> None:
         super().__init__(maxsize, ttl, timer=timer, getsizeof=_entry_size)
         self._stats = stats
+        self._evicted: list[tuple[Hashable, int]] = []
 
     def popitem(self) -> tuple[Hashable, _Entry]:
         item = super().popitem()
         self._stats.increment("evictions")
-        logger.debug("Evicted %r (%d bytes) from the cache to make room.", item[0], item[1].size)
+        self._evicted.append((item[0], item[1].size))
         return item
+
+    def take_evicted(self) -> list[tuple[Hashable, int]]:
+        """Return the key and size of each entry evicted since the last
+        call, and forget them."""
+        evicted, self._evicted = self._evicted, []
+        return evicted
 
     def expire(self, time: float | None = None) -> list[tuple[Hashable, _Entry]]:
         expired = super().expire(time)
@@ -246,6 +255,12 @@ class OutputCache:
 
         with self._lock:
             self._entries[key] = _Entry(value, size)
+            evicted = self._entries.take_evicted()
+
+        for evicted_key, evicted_size in evicted:
+            logger.debug(
+                "Evicted %r (%d bytes) from the cache to make room.", evicted_key, evicted_size
+            )
         return True
 
     def discard(self, key: Hashable) -> None:

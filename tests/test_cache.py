@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -84,6 +85,36 @@ def test_cache_bounded_by_bytes(clock: FakeClock) -> None:
     assert snapshot["evictions"] == 1
     assert snapshot["bytes"] == 800
     assert snapshot["entries"] == 2
+
+
+def test_cache_logs_eviction_outside_lock(clock: FakeClock) -> None:
+    cache = OutputCache(max_bytes=1000, max_entry_share=0.5, timer=clock)
+    records: list[tuple[str, bool]] = []
+
+    class LockProbe(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append((record.getMessage(), cache._lock.locked()))
+
+    cache_logger = logging.getLogger("flask_trigger_outputs.cache")
+    probe = LockProbe(logging.DEBUG)
+    cache_logger.addHandler(probe)
+    level = cache_logger.level
+    cache_logger.setLevel(logging.DEBUG)
+    try:
+        cache.put(key("run_a"), "a", size=400)
+        cache.put(key("run_b"), "b", size=400)
+        cache.put(key("run_c"), "c", size=400)
+    finally:
+        cache_logger.removeHandler(probe)
+        cache_logger.setLevel(level)
+
+    evictions = [(message, locked) for message, locked in records if "Evicted" in message]
+    assert len(evictions) == 1
+    message, locked = evictions[0]
+    assert "run_a" in message
+    assert "400 bytes" in message
+    assert locked is False
+    assert cache.snapshot()["evictions"] == 1
 
 
 def test_cache_skips_entry_above_share(clock: FakeClock) -> None:
