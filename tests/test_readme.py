@@ -108,6 +108,14 @@ def test_readme_app_factory(readme_env: EmulatorServer) -> None:
     assert first.extensions["trigger_outputs"] is not second.extensions["trigger_outputs"]
     assert first.extensions["trigger_outputs"].extension is namespace["trigger_outputs"]
 
+    # The README's advice for apps thrown away early: close, and requests
+    # made afterwards still work by reconnecting.
+    run_id = readme_env.emulator.create_run("site-crawl", output={"pages": ["/"]})
+    first.extensions["trigger_outputs"].close()
+    body = first.test_client().get("/api/crawl", query_string={"runId": run_id}).get_json()
+    assert body["output"] == {"pages": ["/"]}
+    second.extensions["trigger_outputs"].close()
+
 
 def test_readme_configuration_example(readme_env: EmulatorServer) -> None:
     blocks = readme_blocks("python")
