@@ -1,7 +1,7 @@
 """Run every benchmark, print each figure beside its target, and exit with
 status 1 when a target is missed.
 
-    python bench/run.py            # all five
+    python bench/run.py            # all six
     python bench/run.py decode     # only the ones whose name contains "decode"
 
 Each benchmark is a script in this folder that prints its figure on its last
@@ -62,6 +62,12 @@ BENCHMARKS = (
         "superjson decode 5 MB vs json.loads (time ratio)",
         lambda figure: figure[0] <= 2.0,
         "<= 2x",
+    ),
+    Benchmark(
+        "bench_shared_cache.py",
+        "4 gunicorn workers, 100 polls x 20 offloaded outputs: downloads with Redis",
+        lambda figure: figure == [20.0],
+        "20",
     ),
 )
 
