@@ -20,7 +20,10 @@ from flask import Flask, Response, jsonify, request
 from flask_trigger_outputs.emulator import Emulator, EmulatorServer
 
 from .site_server import SampleSiteServer
-from .tasks import OutOfScopeError, SiteScope, make_local_tasks
+from .tasks import SiteScope, make_local_tasks
+from .tasks.content import MAX_PAGE_LIMIT
+from .tasks.crawl import MAX_PAGES_LIMIT
+from .tasks.scope import read_int
 
 logger = logging.getLogger(__name__)
 
@@ -80,22 +83,58 @@ def peek_json_body() -> Any:
         return None
 
 
-def check_payload(scope: SiteScope, payload: Any) -> None:
-    """Check the URLs of a task payload against the sample site.
+#: Numeric options of the local tasks, with the range each task accepts.
+NUMERIC_OPTIONS = {
+    "maxPages": (1, MAX_PAGES_LIMIT),
+    "minWords": (0, 100_000),
+    "limit": (1, MAX_PAGE_LIMIT),
+}
 
-    :raises OutOfScopeError: naming the field and the URL that is outside.
+
+class InvalidPayloadError(ValueError):
+    """A posted payload that a local task would reject.
+
+    :param field: the payload field at fault, such as ``"baseUrl"``.
+    """
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def check_payload(scope: SiteScope, payload: Any) -> None:
+    """Check a task payload before a run starts: its URLs against the sample
+    site and its numeric options against their ranges.
+
+    :raises InvalidPayloadError: naming the field and what was expected.
     """
     if not isinstance(payload, dict):
         return
-    scope.resolve_base_url(payload)
+
+    for field, (low, high) in NUMERIC_OPTIONS.items():
+        if field in payload:
+            try:
+                read_int(payload, field, default=low, low=low, high=high)
+            except ValueError as error:
+                raise InvalidPayloadError(str(error), field=field) from None
+
+    try:
+        scope.resolve_base_url(payload)
+    except ValueError as error:
+        raise InvalidPayloadError(str(error), field="baseUrl") from None
+
     urls = payload.get("urls")
     if isinstance(urls, list):
         for url in urls:
-            scope.check_url(url, field="urls[]")
+            try:
+                scope.check_url(url, field="urls[]")
+            except ValueError as error:
+                raise InvalidPayloadError(str(error), field="urls") from None
 
 
 def install_payload_check(app: Flask, scope: SiteScope, blueprint_name: str) -> None:
-    """Reject POSTs to the extension's routes whose URLs leave the sample site.
+    """Reject POSTs to the extension's routes whose URLs leave the sample site
+    or whose numeric options are out of range.
 
     The response has the extension's error shape: 400 with
     ``{"error": "invalid_request", "message": ..., "field": ...}``.
@@ -107,8 +146,8 @@ def install_payload_check(app: Flask, scope: SiteScope, blueprint_name: str) -> 
             return None
         try:
             check_payload(scope, peek_json_body())
-        except OutOfScopeError as error:
-            field = "urls" if str(error).startswith("urls") else "baseUrl"
-            logger.info("Rejected a %s payload outside the sample site.", request.path)
-            return jsonify({"error": "invalid_request", "message": str(error), "field": field}), 400
+        except InvalidPayloadError as error:
+            logger.info("Rejected a %s payload: invalid %s.", request.path, error.field)
+            body = {"error": "invalid_request", "message": str(error), "field": error.field}
+            return jsonify(body), 400
         return None

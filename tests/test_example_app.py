@@ -644,6 +644,48 @@ def test_app_rejects_urls_outside_site(
     assert len(emulator.runs.all_runs()) == runs_before
 
 
+@pytest.mark.parametrize(
+    ("route", "payload", "field", "message"),
+    [
+        (
+            "/api/crawl",
+            {"maxPages": "ten"},
+            "maxPages",
+            "maxPages must be an integer from 1 to 2000, not 'ten'.",
+        ),
+        (
+            "/api/crawl",
+            {"maxPages": -1},
+            "maxPages",
+            "maxPages must be an integer from 1 to 2000, not -1.",
+        ),
+        (
+            "/api/site-audit",
+            {"minWords": 1.5},
+            "minWords",
+            "minWords must be an integer from 0 to 100000, not 1.5.",
+        ),
+        (
+            "/api/content/analyze",
+            {"limit": 0},
+            "limit",
+            "limit must be an integer from 1 to 50, not 0.",
+        ),
+    ],
+)
+def test_app_rejects_out_of_range_options(
+    local_app: Flask, route: str, payload: dict[str, Any], field: str, message: str
+) -> None:
+    emulator = local_emulator(local_app)
+    runs_before = len(emulator.runs.all_runs())
+
+    response = local_app.test_client().post(route, json=payload)
+
+    assert response.status_code == 400
+    assert response.get_json() == {"error": "invalid_request", "field": field, "message": message}
+    assert len(emulator.runs.all_runs()) == runs_before
+
+
 def test_app_passes_body_on_after_check(local_app: Flask) -> None:
     services = local_app.extensions[LOCAL_SERVICES_KEY]
     run_id = start_and_wait(
