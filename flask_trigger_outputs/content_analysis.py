@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .access import request_tags
 from .errors import PayloadTooLargeError, TriggerOutputsError
 from .request_body import read_optional_run_id, read_run_id
-from .routes import load_checked_run, load_result
+from .run_loading import load_checked_run
 from .runs import Run
 from .serialize import result_to_json, run_to_json
 from .stream import json_response
@@ -70,7 +70,7 @@ def read_content_analysis(state: TriggerOutputsState, extension: TriggerOutputs)
         required_tags=(link_tag,),
     )
 
-    result = load_result(state, analysis, include_output=True)
+    result = state.reader.load_result(analysis, json_text=True)
 
     return json_response(
         content_analysis_body(extraction, analysis, result_to_json(result)), result.output_json

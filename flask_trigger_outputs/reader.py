@@ -250,6 +250,34 @@ class RunReader:
             failed; see :meth:`get_output`.
         """
         run = self.get_run(run_id)
+        return self.load_result(run, as_json=as_json, include_output=include_output)
+
+    def load_result(
+        self,
+        run: Run,
+        *,
+        as_json: bool = True,
+        include_output: bool = True,
+        json_text: bool = False,
+    ) -> RunResult:
+        """Build the result of a run already retrieved, loading its output
+        when the run completed successfully.
+
+        Nothing is downloaded unless ``include_output`` is true and the run
+        succeeded. Without the output, ``output_offloaded`` still records
+        where the output of a successful run is stored.
+
+        :param as_json: return the output in its JSON form or typed; see
+            :meth:`get_result`. Ignored with ``json_text``.
+        :param include_output: load the output.
+        :param json_text: fill in ``output_json`` with the JSON text of
+            :meth:`load_cached_packet` instead of ``output``, so a response
+            can include it as is and a cache hit decodes nothing.
+        :raises OutputUnavailableError: the run completed but the API sent
+            neither the output nor a URL for it.
+        :raises TriggerOutputsError: the download or decoding failed; see
+            :meth:`get_output`.
+        """
         if not run.is_success:
             return RunResult(run=run)
 
@@ -257,6 +285,16 @@ class RunReader:
             source = run.output
             offloaded = source.offloaded if source.available else None
             return RunResult(run=run, output_offloaded=offloaded)
+
+        if json_text:
+            packet = self.load_cached_packet(run, "output")
+            return RunResult(
+                run=run,
+                has_output=True,
+                output_size=packet.size,
+                output_offloaded=packet.offloaded,
+                output_json=packet.json_body,
+            )
 
         loaded = self.load_packet(run, "output", as_json=as_json)
         return RunResult(

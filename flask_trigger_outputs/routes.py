@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from .access import check_access, request_tags, run_not_found
-from .errors import RunNotFoundError, TriggerOutputsError
-from .reader import RunResult
+from .access import request_tags
+from .content_analysis import CONTENT_ANALYZE, read_content_analysis
+from .errors import TriggerOutputsError
 from .request_body import read_json_object, read_run_id
-from .runs import Run
+from .run_loading import load_checked_run
 from .serialize import result_to_json
 from .stream import json_response, packet_response, read_output_format
 
@@ -91,9 +91,7 @@ def create_blueprint(extension: TriggerOutputs) -> Blueprint:
     Error handlers are registered on the blueprint only, so they return JSON
     for errors raised inside its views and leave the rest of the app alone.
     """
-    # Imported here because both modules import this one.
-    from .content_analysis import CONTENT_ANALYZE, read_content_analysis
-    from .extension import get_state
+    from .extension import get_state  # extension.py imports this module
 
     blueprint = Blueprint(BLUEPRINT_NAME, __name__)
 
@@ -195,70 +193,6 @@ def start_run(state: TriggerOutputsState, extension: TriggerOutputs, task_id: st
     return run_id
 
 
-def load_checked_run(
-    state: TriggerOutputsState,
-    extension: TriggerOutputs,
-    route_name: str,
-    run_id: str,
-    task_id: str,
-    *,
-    required_tags: tuple[str, ...] = (),
-    fresh: bool = False,
-) -> Run:
-    """Retrieve a run's status and check that the request may read it.
-
-    The run must belong to ``task_id``, carry the request's tags and
-    ``required_tags``, and pass ``authorize``. Otherwise, and for an unknown
-    run, :class:`RunNotFoundError` is raised with the same message, so the
-    response does not reveal which check failed.
-
-    :param fresh: retrieve the run from the API even when it is cached, so
-        its presigned URLs were signed just now.
-    """
-    try:
-        run = state.reader.refresh_run(run_id) if fresh else state.reader.get_run(run_id)
-    except RunNotFoundError:
-        raise run_not_found(run_id) from None
-
-    if run.task_identifier != task_id:
-        logger.info(
-            "Run %s belongs to task %s, not %s; responding 404 as for an unknown run.",
-            run_id,
-            run.task_identifier,
-            task_id,
-        )
-        raise run_not_found(run_id)
-
-    check_access(extension, route_name, run, required_tags=required_tags)
-    return run
-
-
-def load_result(state: TriggerOutputsState, run: Run, *, include_output: bool) -> RunResult:
-    """Load the output of a run already retrieved, in its JSON form.
-
-    Nothing is downloaded unless ``include_output`` is true and the run
-    succeeded. Without the output, ``output_offloaded`` still records where
-    the output of a successful run is stored.
-    """
-    if not run.is_success:
-        return RunResult(run=run)
-
-    if not include_output:
-        source = run.output
-        return RunResult(run=run, output_offloaded=source.offloaded if source.available else None)
-
-    # The cached packet holds the output's JSON text, which the response
-    # includes as is, so a cache hit decodes and serializes nothing.
-    packet = state.reader.load_cached_packet(run, "output")
-    return RunResult(
-        run=run,
-        has_output=True,
-        output_size=packet.size,
-        output_offloaded=packet.offloaded,
-        output_json=packet.json_body,
-    )
-
-
 def read_task_run(
     state: TriggerOutputsState, extension: TriggerOutputs, route: TaskRoute, task_id: str
 ) -> Response:
@@ -290,7 +224,7 @@ def read_task_run(
             redirect=output_format == "redirect",
         )
 
-    result = load_result(state, run, include_output=route.include_output)
+    result = state.reader.load_result(run, include_output=route.include_output, json_text=True)
 
     return json_response(result_to_json(result), result.output_json)
 

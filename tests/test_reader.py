@@ -428,6 +428,20 @@ def test_get_result_without_output(trigger_emulator: EmulatorServer, reader: Run
     assert trigger_emulator.emulator.stats.storage_requests() == []
 
 
+def test_load_result_json_text(trigger_emulator: EmulatorServer, reader: RunReader) -> None:
+    run_id = trigger_emulator.emulator.create_run(output=OUTPUT, offload_output=True)
+    run = reader.get_run(run_id)
+
+    result = reader.load_result(run, json_text=True)
+
+    assert result.has_output
+    assert result.output is None
+    assert result.output_json is not None
+    assert json.loads(result.output_json) == OUTPUT_AS_JSON
+    assert result.output_offloaded is True
+    assert sum(trigger_emulator.emulator.stats.downloads.values()) == 1
+
+
 def test_get_result_pending_and_failed(trigger_emulator: EmulatorServer, reader: RunReader) -> None:
     pending = trigger_emulator.emulator.create_run(status="EXECUTING")
     failed = trigger_emulator.emulator.create_run(
