@@ -20,13 +20,15 @@ import urllib3
 from ._retry import RetryPolicy, TransientError, call_with_retry
 from .errors import OutputTooLargeError, StorageError, UpstreamTimeoutError
 from .storage import (
-    _URL_CHARACTERS,
-    _give_up_error,
-    _host,
-    _origin,
-    _send_verbatim,
+    URL_CHARACTERS,
+    create_storage_session,
+    give_up_error,
+    send_verbatim,
+    url_host,
+    url_origin,
 )
-from .storage import create_storage_session as create_storage_session
+
+# Re-exported because callers import them from this module.
 from .storage import redact_url as redact_url
 from .uploads import PacketUploader as PacketUploader
 
@@ -207,7 +209,7 @@ class PacketDownloader:
         )
 
     def _with_retry(self, attempt: Callable[[], T], url: str, run_id: str | None) -> T:
-        host = _host(url)
+        host = url_host(url)
         try:
             return call_with_retry(
                 attempt,
@@ -216,7 +218,7 @@ class PacketDownloader:
                 run_id=run_id,
             )
         except TransientError as failure:
-            error = _give_up_error(
+            error = give_up_error(
                 failure,
                 verb="download",
                 subject=_subject(run_id),
@@ -239,10 +241,10 @@ class PacketDownloader:
             if response.is_redirect:
                 target = urllib.parse.urljoin(current, response.headers["Location"])
                 response.close()
-                if _origin(target) != _origin(current):
+                if url_origin(target) != url_origin(current):
                     raise StorageError(
-                        f"The storage host {_host(current)} redirected the download of"
-                        f" {_subject(run_id)} to another host ({_host(target)}); a presigned"
+                        f"The storage host {url_host(current)} redirected the download of"
+                        f" {_subject(run_id)} to another host ({url_host(target)}); a presigned"
                         " URL is only valid for its own host, so the redirect was not followed.",
                         run_id=run_id,
                         retryable=False,
@@ -257,7 +259,7 @@ class PacketDownloader:
             raise self._status_error(response, current, run_id)
 
         raise StorageError(
-            f"The storage host {_host(url)} redirected the download of {_subject(run_id)}"
+            f"The storage host {url_host(url)} redirected the download of {_subject(run_id)}"
             f" more than {_MAX_REDIRECTS} times.",
             run_id=run_id,
             retryable=False,
@@ -265,7 +267,7 @@ class PacketDownloader:
 
     def _send(self, url: str, run_id: str | None) -> requests.Response:
         try:
-            return _send_verbatim(
+            return send_verbatim(
                 self._session,
                 requests.Request("GET", url),
                 timeout=(self.connect_timeout, self.read_timeout),
@@ -276,7 +278,7 @@ class PacketDownloader:
         # The text of the requests exception may contain the URL with its
         # signature, so only its class name is kept.
         raise StorageError(
-            f"Could not request {_subject(run_id)} from {_host(url)} ({reason}).",
+            f"Could not request {_subject(run_id)} from {url_host(url)} ({reason}).",
             run_id=run_id,
             retryable=False,
         )
@@ -291,7 +293,7 @@ class PacketDownloader:
 
         if status == 403:
             return ExpiredUrlError(
-                f"The storage host {_host(url)} rejected the presigned URL for"
+                f"The storage host {url_host(url)} rejected the presigned URL for"
                 f" {_subject(run_id)} ({detail}); it has probably expired."
                 " Retrieve the run again for a fresh URL.",
                 run_id=run_id,
@@ -301,7 +303,7 @@ class PacketDownloader:
             return TransientError(detail, status_code=status)
 
         return StorageError(
-            f"The storage host {_host(url)} responded with {detail} for {_subject(run_id)}."
+            f"The storage host {url_host(url)} responded with {detail} for {_subject(run_id)}."
             " The stored packet may have been deleted.",
             run_id=run_id,
             retryable=False,
@@ -328,7 +330,7 @@ class PacketDownloader:
 
     def _too_slow_error(self, url: str, run_id: str | None) -> UpstreamTimeoutError:
         return UpstreamTimeoutError(
-            f"The storage host {_host(url)} did not send {_subject(run_id)} within the time"
+            f"The storage host {url_host(url)} did not send {_subject(run_id)} within the time"
             f" budget of {self.retry_policy.max_time:g} s, so the download was aborted."
             " Try again later, or raise TRIGGER_OUTPUTS_MAX_RETRY_TIME if the storage"
             " host is this slow.",
@@ -379,7 +381,7 @@ class PacketDownloader:
             cause = exc
         except requests.exceptions.ContentDecodingError:
             raise StorageError(
-                f"The storage host {_host(url)} sent a body for {_subject(run_id)} that"
+                f"The storage host {url_host(url)} sent a body for {_subject(run_id)} that"
                 f" could not be decoded (Content-Encoding"
                 f" {response.headers.get('Content-Encoding')!r}).",
                 run_id=run_id,
@@ -394,7 +396,7 @@ class PacketDownloader:
         if retry_truncated:
             raise TransientError(reason, cause=cause)
         raise StorageError(
-            f"Downloading {_subject(run_id)} from {_host(url)} failed: {reason}.",
+            f"Downloading {_subject(run_id)} from {url_host(url)} failed: {reason}.",
             run_id=run_id,
         )
 
@@ -403,7 +405,7 @@ class PacketDownloader:
         if (
             not isinstance(url, str)
             or scheme not in ("http", "https")
-            or _URL_CHARACTERS.fullmatch(url) is None
+            or URL_CHARACTERS.fullmatch(url) is None
         ):
             raise StorageError(
                 f"Trigger.dev returned an invalid presigned URL for {_run_name(run_id)}:"

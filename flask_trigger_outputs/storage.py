@@ -1,5 +1,6 @@
-"""The session that requests presigned object-storage URLs, and the
-redaction of those URLs from logs and messages.
+"""The session that requests presigned object-storage URLs, the redaction
+of those URLs from logs and messages, and the request and error helpers
+that downloads and uploads share.
 
 The storage host gets its own :class:`requests.Session`, separate from the
 API session, that never sends credentials: no ``Authorization`` header, no
@@ -25,8 +26,8 @@ import urllib3
 from ._retry import TransientError
 from .errors import StorageError, UpstreamTimeoutError
 
-# Characters a presigned URL may contain: printable ASCII without spaces.
-_URL_CHARACTERS = re.compile(r"[\x21-\x7e]+")
+#: Characters a presigned URL may contain: printable ASCII without spaces.
+URL_CHARACTERS = re.compile(r"[\x21-\x7e]+")
 
 
 #: urllib3 loggers whose DEBUG lines contain request targets with their
@@ -157,7 +158,7 @@ def _prepare_verbatim(
     return prepared, dict(settings)
 
 
-def _send_verbatim(
+def send_verbatim(
     session: requests.Session,
     request: requests.Request,
     *,
@@ -181,7 +182,7 @@ def _send_verbatim(
         raise TransientError(type(exc).__name__, cause=exc) from exc
 
 
-def _give_up_error(
+def give_up_error(
     failure: TransientError,
     *,
     verb: str,
@@ -224,14 +225,16 @@ def _give_up_error(
     )
 
 
-def _host(url: str) -> str:
+def url_host(url: str) -> str:
+    """Return the host and port of ``url`` without user info, for messages."""
     try:
         return urllib.parse.urlsplit(url).netloc.rpartition("@")[2] or "<no host>"
     except ValueError:
         return "<invalid host>"
 
 
-def _origin(url: str) -> tuple[str, str]:
+def url_origin(url: str) -> tuple[str, str]:
+    """Return the lower-case scheme and host of ``url``, to compare origins."""
     parts = urllib.parse.urlsplit(url)
     return parts.scheme.lower(), parts.netloc.rpartition("@")[2].lower()
 

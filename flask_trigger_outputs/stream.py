@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from flask import Response, current_app, jsonify, request
 
 from .cached_packet import dump_json
-from .packets import redact_url
 from .request_body import InvalidRequestError
 from .runs import Run, find_packet
+from .storage import redact_url
 
 if TYPE_CHECKING:
     from .cache_stats import CacheStats

@@ -8,12 +8,12 @@ import requests
 from ._retry import RetryPolicy, TransientError, call_with_retry
 from .errors import StorageError
 from .storage import (
-    _URL_CHARACTERS,
-    _give_up_error,
-    _host,
-    _origin,
-    _send_verbatim,
+    URL_CHARACTERS,
     create_storage_session,
+    give_up_error,
+    send_verbatim,
+    url_host,
+    url_origin,
 )
 
 
@@ -58,9 +58,9 @@ class PacketUploader:
         :raises StorageError: the storage host rejected the upload, or kept
             failing until the retries ran out.
         """
-        host = _host(url)
+        host = url_host(url)
         subject = f"the payload of task {task_id!r}"
-        if _URL_CHARACTERS.fullmatch(url) is None or _origin(url)[0] not in ("http", "https"):
+        if URL_CHARACTERS.fullmatch(url) is None or url_origin(url)[0] not in ("http", "https"):
             raise StorageError(
                 f"Trigger.dev returned an invalid upload URL for {subject}: expected an"
                 " http or https URL of printable ASCII characters.",
@@ -73,7 +73,7 @@ class PacketUploader:
                 "PUT", url, data=data, headers={"Content-Type": content_type}
             )
             try:
-                response = _send_verbatim(
+                response = send_verbatim(
                     self._session,
                     request,
                     timeout=(self.connect_timeout, self.read_timeout),
@@ -110,7 +110,7 @@ class PacketUploader:
                 task_id=task_id,
             )
         except TransientError as failure:
-            error = _give_up_error(
+            error = give_up_error(
                 failure,
                 verb="upload",
                 subject=subject,

@@ -21,7 +21,7 @@ from flask_trigger_outputs.packets import (
     PacketUploader,
     redact_url,
 )
-from flask_trigger_outputs.storage import _give_up_error
+from flask_trigger_outputs.storage import give_up_error
 
 RUN_ID = "run_packettest1"
 BODY = b'{"json":{"pages":[' + b",".join(b'"page-%d"' % i for i in range(400)) + b"]}}"
@@ -272,7 +272,7 @@ def test_give_up_error_names_connect_timeout() -> None:
     failure = TransientError("ConnectTimeout", cause=requests.ConnectTimeout())
     failure.attempts = 3
 
-    error = _give_up_error(
+    error = give_up_error(
         failure,
         verb="download",
         subject="the packet of run 'run_abc'",
