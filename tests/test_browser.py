@@ -147,19 +147,20 @@ def test_page_shows_rejected_url_with_keyboard(
 def test_page_shows_failed_run_error(
     served_app: tuple[Flask, str], browser_page: playwright_sync.Page
 ) -> None:
-    _app, url = served_app
+    app, url = served_app
     page = browser_page
     expect = playwright_sync.expect
 
+    site_url = app.extensions[LOCAL_SERVICES_KEY].site.url
     page.goto(url + "/")
     card = page.locator("#card-crawl")
-    card.get_by_label("Maximum pages").fill("0")
+    card.get_by_label("Base URL").fill(site_url + "no-such-page.html")
     card.get_by_role("button", name="Start site crawl").click()
 
     expect(card).to_have_attribute("data-state", "failed", timeout=RUN_TIMEOUT_MS)
     expect(card.get_by_role("alert")).to_contain_text(
-        "The run ended with status FAILED."
-        " ValueError: maxPages must be an integer from 1 to 2000, not 0."
+        f"The run ended with status FAILED. StartPageError: The start page"
+        f" {site_url}no-such-page.html answered HTTP 404, so there is nothing to crawl."
     )
 
 

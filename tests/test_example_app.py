@@ -34,7 +34,7 @@ from example_app.tasks.content import (
     readability,
     run_extraction,
 )
-from example_app.tasks.crawl import crawl_site, run_crawl
+from example_app.tasks.crawl import StartPageError, crawl_site, run_crawl
 from example_app.tasks.parsing import normalize_url, parse_page
 from example_app.tasks.scope import OutOfScopeError, SiteScope
 from example_app.tasks.strategy import build_strategy, run_strategy
@@ -265,6 +265,18 @@ def test_crawl_reports_progress(scope: SiteScope) -> None:
 def test_run_crawl_rejects_bad_payload(scope: SiteScope, payload: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         run_crawl(payload, scope, lambda update: None)
+
+
+def test_crawl_missing_start_page(scope: SiteScope) -> None:
+    start = scope.base_url + "no-such-page.html"
+
+    with pytest.raises(StartPageError) as error:
+        crawl_site(start, scope)
+
+    assert str(error.value) == (
+        f"The start page {start} answered HTTP 404, so there is nothing to crawl."
+        " Give a baseUrl of a page that exists."
+    )
 
 
 # Audits

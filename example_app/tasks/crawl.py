@@ -66,6 +66,7 @@ def crawl_site(
         ``excerpt``, and ``redirectTo`` for redirects), ``images`` (``url``
         and ``status``) and ``externalLinks``.
     :raises OutOfScopeError: if ``start_url`` is outside ``scope``.
+    :raises StartPageError: if ``start_url`` itself cannot be read.
     """
     start_url = normalize_url(scope.check_url(start_url, field="baseUrl"))
     owns_session = session is None
@@ -81,6 +82,11 @@ def crawl_site(
         while queue and len(pages) < max_pages:
             url, depth, referrer = queue.popleft()
             record, found = crawl_one(http, url, depth, referrer)
+            if depth == 0 and not 200 <= record["status"] < 400:
+                raise StartPageError(
+                    f"The start page {url} answered HTTP {record['status']}, so there is"
+                    " nothing to crawl. Give a baseUrl of a page that exists."
+                )
             pages.append(record)
             status_counts[str(record["status"])] = status_counts.get(str(record["status"]), 0) + 1
             for link in found:
@@ -113,6 +119,10 @@ def crawl_site(
         "images": images,
         "externalLinks": sorted(external),
     }
+
+
+class StartPageError(ValueError):
+    """The page a crawl starts from is missing or cannot be fetched."""
 
 
 def crawl_one(
