@@ -1,8 +1,8 @@
 """Exceptions raised by flask-trigger-outputs.
 
 Every exception derives from :class:`TriggerOutputsError`. Each class carries
-the HTTP status and the stable error ``code`` that the blueprint answers with,
-so a view that catches one can answer the same way. Messages name the run or
+the HTTP status and the stable error ``code`` of the blueprint's JSON error
+response, so a view that catches one can respond the same way. Messages name the run or
 task involved and never contain the secret key or a presigned URL's query.
 """
 
@@ -15,15 +15,15 @@ class TriggerOutputsError(Exception):
     :param message: a full sentence saying what failed and what to do.
     :param run_id: the run involved, when there is one.
     :param task_id: the task involved, when there is one.
-    :param status_code: the HTTP status that Trigger.dev or the storage host
-        answered, when the failure came from a response.
+    :param status_code: the HTTP status of Trigger.dev's or the storage
+        host's response, when the failure came from a response.
     :param retryable: overrides the class's :attr:`retryable` for this
         error, for a class whose failures may be permanent or not.
     """
 
     #: Stable machine-readable code used in JSON error bodies.
     code = "trigger_outputs_error"
-    #: HTTP status the blueprint answers with for this error.
+    #: HTTP status of the blueprint's response to this error.
     http_status = 502
     #: Whether repeating the same call later may succeed. An instance may
     #: override its class's value.

@@ -129,9 +129,9 @@ class RunReader:
     :param downloader: the downloader of presigned URLs.
     :param cache: a cache of finished runs and their packets. With a
         cache, a finished run and its packets are fetched once and then
-        served without any request, concurrent reads of one run share one
-        API call and one download, and polls of an unfinished run within
-        the cache's coalescing window share one API call.
+        served without any request. Concurrent reads of one run share one
+        API call and one download. Polls of an unfinished run within the
+        cache's coalescing window share one API call.
     """
 
     def __init__(

@@ -232,7 +232,7 @@ def read_task_run(
 def error_response(
     status: int, code: str, message: str, *, field: str | None = None
 ) -> tuple[Response, int]:
-    """Build the JSON error body every route answers with."""
+    """Build the JSON error response that every route returns."""
     body: dict[str, Any] = {"error": code, "message": message}
     if field is not None:
         body["field"] = field

@@ -126,7 +126,7 @@ def packet_response(
     redirect: bool = False,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> Response:
-    """Answer with a run's stored output or payload, byte for byte.
+    """Build a response with a run's stored output or payload, byte for byte.
 
     The body is the packet exactly as stored, with its ``Content-Type``
     (``application/super+json`` for most outputs written by the official

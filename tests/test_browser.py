@@ -160,7 +160,7 @@ def test_page_shows_failed_run_error(
     expect(card).to_have_attribute("data-state", "failed", timeout=RUN_TIMEOUT_MS)
     expect(card.get_by_role("alert")).to_contain_text(
         f"The run ended with status FAILED. StartPageError: The start page"
-        f" {site_url}no-such-page.html answered HTTP 404, so there is nothing to crawl."
+        f" {site_url}no-such-page.html returned HTTP 404, so there is nothing to crawl."
     )
 
 

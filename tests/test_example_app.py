@@ -274,7 +274,7 @@ def test_crawl_missing_start_page(scope: SiteScope) -> None:
         crawl_site(start, scope)
 
     assert str(error.value) == (
-        f"The start page {start} answered HTTP 404, so there is nothing to crawl."
+        f"The start page {start} returned HTTP 404, so there is nothing to crawl."
         " Give a baseUrl of a page that exists."
     )
 

@@ -84,7 +84,7 @@ def crawl_site(
             record, found = crawl_one(http, url, depth, referrer)
             if depth == 0 and not 200 <= record["status"] < 400:
                 raise StartPageError(
-                    f"The start page {url} answered HTTP {record['status']}, so there is"
+                    f"The start page {url} returned HTTP {record['status']}, so there is"
                     " nothing to crawl. Give a baseUrl of a page that exists."
                 )
             pages.append(record)
