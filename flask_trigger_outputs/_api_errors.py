@@ -23,7 +23,7 @@ from .errors import (
     UpstreamUnavailableError,
 )
 
-# Longest part of a server error message quoted in an exception.
+# Maximum length of the part of a server error message quoted in an exception.
 SERVER_MESSAGE_LENGTH = 200
 
 # Statuses retried when the server sends no ``x-should-retry`` header.

@@ -121,7 +121,7 @@ def call_with_retry(
     """Call ``attempt`` until it returns, retrying on :class:`TransientError`.
 
     Any other exception propagates at once. Each retry is logged at WARNING
-    with ``operation``, the reason, the attempt number and the wait; the
+    with ``operation``, the reason, the attempt number and the wait. The
     record also carries ``trigger_run_id`` and ``trigger_task_id`` as extra
     attributes.
 

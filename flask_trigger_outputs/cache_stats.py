@@ -12,7 +12,7 @@ class CacheStats:
     ``hits`` and ``misses`` count lookups of finished data; ``shared``
     counts callers that waited for another caller's identical load instead
     of starting their own; ``coalesced`` counts polls of unfinished runs
-    answered from another poll's API call; ``downloads`` and
+    served by another poll's API call; ``downloads`` and
     ``bytes_downloaded`` count presigned downloads; ``retries`` counts
     repeated HTTP attempts; ``evictions`` counts entries removed to make
     room, ``expirations`` entries removed because their time ran out, and

@@ -76,7 +76,7 @@ class TriggerClient:
     without credentials.
 
     Each API call is retried on connection errors, timeouts, 408, 409, 429
-    and 5xx answers with jittered exponential waits, up to ``max_tries``
+    and 5xx responses with jittered exponential waits, up to ``max_tries``
     attempts and ``max_time`` seconds in total. The server's
     ``x-should-retry`` header overrides that choice, and after a 429 the
     wait lasts until the ``x-ratelimit-reset`` time. All attempts of one
@@ -90,7 +90,7 @@ class TriggerClient:
     :param branch: the preview branch to address, sent as
         ``x-trigger-branch``.
     :param connect_timeout: seconds to wait for a connection.
-    :param read_timeout: seconds to wait for an answer.
+    :param read_timeout: seconds to wait for a response.
     :param max_tries: attempts per call, the first included.
     :param max_time: time budget in seconds for all attempts of one call.
     :param offload_threshold: serialized payloads of at least this many

@@ -113,7 +113,7 @@ def start_analysis(
 def content_analysis_body(
     extraction: Run, analysis: Run | None, analysis_body: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """Combine the extraction and analysis runs into one answer.
+    """Combine the extraction and analysis runs into one response body.
 
     The top-level status fields follow the extraction run until it succeeds
     and the analysis run after that.

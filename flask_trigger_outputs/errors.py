@@ -83,7 +83,7 @@ class AuthenticationError(TriggerOutputsError):
 
 
 class RateLimitError(TriggerOutputsError):
-    """Trigger.dev kept answering 429 until the retry budget ran out."""
+    """Trigger.dev kept responding 429 until the retry budget ran out."""
 
     code = "rate_limited"
     http_status = 502
@@ -100,7 +100,7 @@ class UpstreamUnavailableError(TriggerOutputsError):
 
 
 class UpstreamTimeoutError(TriggerOutputsError):
-    """Trigger.dev or the storage host did not answer within the timeout."""
+    """Trigger.dev or the storage host did not respond within the timeout."""
 
     code = "upstream_timeout"
     http_status = 504
@@ -116,7 +116,7 @@ class ApiError(TriggerOutputsError):
 
 
 class StorageError(TriggerOutputsError):
-    """The presigned download failed: the storage host answered an error
+    """The presigned download failed: the storage host responded with an error
     (including an S3-style XML error body), the body was cut short, or a
     fresh URL was also rejected.
 

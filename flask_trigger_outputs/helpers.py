@@ -84,7 +84,7 @@ def get_run_result(run_id: str, *, as_json: bool = True) -> RunResult:
 
     It does not raise for a run that is still running or that failed:
     check ``result.run.is_finished``, ``result.run.is_success`` and
-    ``result.run.error``. ``result.has_output`` tells whether
+    ``result.run.error``. ``result.has_output`` is true when
     ``result.output`` contains the output.
 
     :param run_id: the run.

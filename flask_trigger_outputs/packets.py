@@ -43,7 +43,7 @@ DEFAULT_MAX_SIZE = 10 * 1024 * 1024
 # Same-origin redirects followed before giving up.
 _MAX_REDIRECTS = 3
 
-# Longest part of an error body read to find an S3 error code.
+# Maximum number of bytes of an error body read to find an S3 error code.
 _ERROR_BODY_LIMIT = 4096
 
 _S3_ERROR_CODE = re.compile(rb"<Code>([A-Za-z]{1,64})</Code>")

@@ -51,7 +51,7 @@ PacketKind = Literal["output", "payload"]
 
 T = TypeVar("T")
 
-# Longest part of a run's error message quoted in a RunFailedError.
+# Maximum length of the part of a run's error message quoted in a RunFailedError.
 _ERROR_MESSAGE_LENGTH = 500
 
 
@@ -167,8 +167,8 @@ class RunReader:
             )
 
         # A finished run never changes, so it is kept and later reads send
-        # no request. The presigned URLs it holds may expire meanwhile:
-        # open_packet then asks for fresh ones.
+        # no request. The presigned URLs it contains may expire meanwhile, so
+        # open_packet then requests fresh ones.
         stored = cache.get_or_load(
             key, retrieve, size=lambda stored: stored.nbytes, store=lambda stored: stored.keep
         )

@@ -23,7 +23,7 @@ MAX_RUN_ID_LENGTH = 64
 #: A run id: ``run_`` followed by lowercase ASCII letters and digits.
 RUN_ID_PATTERN = re.compile(r"run_[a-z0-9]+")
 
-# Longest part of a rejected value quoted back in an error message.
+# Maximum length of the part of a rejected value quoted in an error message.
 _QUOTED_VALUE_LENGTH = 40
 
 # Statuses that end a run, used only when a response lacks the booleans.
@@ -93,8 +93,8 @@ class RunError:
 
 @dataclass(frozen=True)
 class PacketSource:
-    """Where a run's output or payload is: inline in the run, behind a
-    presigned URL, or nowhere.
+    """The location of a run's output or payload: inline in the run, behind
+    a presigned URL, or nowhere.
 
     ``value`` is the inline data in its JSON form (the API renders it with
     Trigger.dev's ``parsePacketAsJson``) and is only meaningful when

@@ -395,8 +395,8 @@ class SharedCache:
     def _try_lock(self, key: str) -> object:
         """Take the lock for ``key``.
 
-        :returns: the token when taken, :data:`_BUSY` when another process
-            holds it, or ``None`` when Redis is unavailable.
+        :returns: the token when the lock was acquired, :data:`_BUSY` when
+            another process owns it, or ``None`` when Redis is unavailable.
         """
         if not self._may_call():
             self._count("errors")

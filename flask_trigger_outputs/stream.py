@@ -146,7 +146,7 @@ def packet_response(
     :param reader: opens the presigned URL and counts the download in its
         cache's counters.
     :param cached: the packet's cache entry, when the caller has one.
-    :param redirect: answer ``307 Temporary Redirect`` to the presigned URL
+    :param redirect: respond ``307 Temporary Redirect`` to the presigned URL
         in ``run`` instead of relaying the bytes. The caller must have
         retrieved ``run`` just now (see :meth:`RunReader.refresh_run`), since
         the URL of a cached run may have expired. Inline and cached packets

@@ -27,7 +27,7 @@ class PacketUploader:
     and timeouts; a PUT of the same bytes to the same URL is idempotent.
 
     :param connect_timeout: seconds to wait for a connection.
-    :param read_timeout: seconds to wait for the storage host's answer.
+    :param read_timeout: seconds to wait for the storage host's response.
     :param retry_policy: limits and clocks of the retries.
     """
 

@@ -18,7 +18,7 @@ from types import TracebackType
 
 import redis
 
-#: Seconds to wait for a starting server to answer ``PING``.
+#: Seconds to wait for a starting server to reply to ``PING``.
 START_TIMEOUT = 10.0
 
 
@@ -57,9 +57,9 @@ class RedisServer:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5.0)
 
     def start(self) -> None:
-        """Start the server and wait until it answers ``PING``.
+        """Start the server and wait until it replies to ``PING``.
 
-        :raises RuntimeError: the server exited or did not answer within
+        :raises RuntimeError: the server exited or did not reply within
             :data:`START_TIMEOUT` seconds.
         """
         if self.running:
@@ -109,7 +109,7 @@ class RedisServer:
                     pass  # not listening yet
                 if time.monotonic() > deadline:
                     raise RuntimeError(
-                        f"redis-server did not answer PING on port {self.port}"
+                        f"redis-server did not reply to PING on port {self.port}"
                         f" within {START_TIMEOUT} s"
                     )
                 time.sleep(0.01)

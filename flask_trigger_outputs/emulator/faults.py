@@ -170,7 +170,7 @@ class Faults:
     def fail_storage(
         self, times: int = 1, status: int = 503, *, method: str | None = "GET"
     ) -> None:
-        """Answer the next ``times`` storage requests with ``status``.
+        """Fail the next ``times`` storage requests with ``status``.
 
         The body is an S3-style XML error whose code matches the status
         (``SlowDown`` for 503, ``InternalError`` for 500, ``NoSuchKey`` for

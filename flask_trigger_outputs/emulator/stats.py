@@ -75,7 +75,7 @@ class Stats:
             return list(self._requests)
 
     def storage_requests(self) -> list[RecordedRequest]:
-        """The logged requests that went to the object store."""
+        """Return the logged requests that went to the object store."""
         return [r for r in self.requests if r.kind == "storage"]
 
     def reset(self) -> None:

@@ -353,8 +353,12 @@ def _to_typed(value: Any, annotation: Any, path: list[str]) -> Any:
             fields = _error_fields(value, path)
             name = fields.get("name")
             message = fields.get("message")
+            if name is None:
+                name = "Error"
+            elif not isinstance(name, str):
+                name = _js_string(name)
             return JSError(
-                name if isinstance(name, str) else ("Error" if name is None else _js_string(name)),
+                name,
                 "" if message is None else _js_string(message),
                 fields.get("cause"),
             )
